@@ -1,0 +1,7 @@
+"""minipar: learn how language models are trained in parallel, by building it.
+
+A hand-written autograd engine on NumPy (CuPy on a GPU), language models on it, and
+explicit, visible parallelism with mpi4py. See README.md and docs/.
+"""
+
+__version__ = "0.1.0"
