@@ -11,7 +11,7 @@ broadcast axes so it has its input's shape:
 from __future__ import annotations
 
 from minipar import backend as B
-from minipar.autograd.tensor import Function, Tensor
+from minipar.autograd.tensor import Function
 
 
 def unbroadcast(grad, shape):

@@ -1,1 +1,4 @@
+"""Neural-network building blocks: Module, Parameter, Linear, Embedding, Dropout, LSTM."""
 
+from minipar.nn.layers import Dropout, Embedding, Linear  # noqa: F401
+from minipar.nn.module import Module, Parameter  # noqa: F401
