@@ -77,6 +77,11 @@ def shard_rows(run, batch) -> list:
     return run._shards[key]
 
 
+def check_shard_weights(cfg, size: int) -> None:
+    if cfg.shard == "weighted" and len(cfg.weights()) != size:
+        raise ConfigError(f"--shard-weights has {len(cfg.weights())} entries for {size} ranks")
+
+
 def setup(comm, cfg) -> Run:
     """Device, data, model, optimizer and sync, identical on every rank; resume if asked."""
     try:
@@ -86,9 +91,7 @@ def setup(comm, cfg) -> Run:
     B.set_default_dtype(cfg.dtype)
     task = get_task(cfg.model)
     tcfg = task_config(cfg)
-    if cfg.shard == "weighted" and len(cfg.weights()) != comm.size:
-        raise ConfigError(f"--shard-weights has {len(cfg.weights())} entries for "
-                          f"{comm.size} ranks")
+    check_shard_weights(cfg, comm.size)
     if tcfg.batch_size < comm.size:
         raise ConfigError(f"--batch-size {tcfg.batch_size} is smaller than the {comm.size} "
                           f"ranks: every rank needs at least one row of each batch")
