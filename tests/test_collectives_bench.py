@@ -1,0 +1,45 @@
+"""The collective benchmark: its rows, its checks, its command line (short runs only)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from minipar.bench.collectives import default_sizes, parse_size
+from minipar.errors import UserError
+from mpiutil import ROOT, run_mpi
+
+
+def test_sizes():
+    assert parse_size("8") == 8 and parse_size("64K") == 65536
+    assert parse_size("16M") == parse_size("16MiB") == 16 << 20 and parse_size("1G") == 1 << 30
+    with pytest.raises(UserError, match="bad size"):
+        parse_size("lots")
+    sizes = default_sizes()
+    assert sizes[0] == 8 and sizes[-1] == 64 << 20 and len(sizes) == 24
+
+
+def test_dispatcher_lists_benchmarks_and_rejects_unknown():
+    run = dict(capture_output=True, text=True, timeout=60, cwd=ROOT)
+    out = subprocess.run([sys.executable, "-m", "minipar.bench", "--help"], **run)
+    assert out.returncode == 0 and "collectives" in out.stdout
+    bad = subprocess.run([sys.executable, "-m", "minipar.bench", "nope"], **run)
+    assert bad.returncode == 2 and "unknown benchmark 'nope'" in bad.stderr
+    bad = subprocess.run([sys.executable, "-m", "minipar.bench", "collectives", "--sizes", "x"],
+                         **run)
+    assert bad.returncode == 2 and bad.stderr.strip() == (
+        "minipar: error: bad size 'x': use bytes, or 64K, 16M, 1G")
+
+
+@pytest.mark.mpi
+def test_json_rows_on_two_ranks():
+    proc = run_mpi(2, ["-m", "minipar.bench", "collectives", "--sizes", "8,1K,3000",
+                       "--iters", "2", "--warmup", "1", "--json"], timeout=60)
+    rows = json.loads(proc.stdout)
+    assert {r["algo"] for r in rows} == {"mpi", "ring", "tree", "rd", "naive"}
+    assert sorted({r["bytes"] for r in rows}) == [8, 1024, 3000]
+    for r in rows:
+        assert r["wrong"] == 0 and r["time_us"] > 0
+        assert abs(r["busbw_gbps"] - r["algbw_gbps"] * 2 * (2 - 1) / 2) < 1e-12
+        assert abs(r["algbw_gbps"] - r["bytes"] / r["time_us"] / 1e3) < 1e-9
