@@ -50,6 +50,20 @@ class MPICollectives:
         self._coll("allreduce", "Allreduce", args, buf.size, buf.dtype, buf.nbytes, buf.nbytes)
         return buf if out is None else out
 
+    def iallreduce(self, buf, op: str = "sum"):
+        """MPI_Iallreduce in place: starts the sum and returns a request; ``comm.wait(req)``
+        finishes it. Gradient buckets use it to overlap the sum with the backward pass."""
+        from minipar.parallel.comm import Req
+        self._cseq += 1
+        if self.check_collectives:
+            self._check("allreduce", "mpi", buf.size, buf.dtype, -1)
+        ev = None
+        if self.tracer.on:
+            ev = self._begin("mpi", "iallreduce", (), buf.nbytes, buf.nbytes, -1, "", "mpi",
+                             self._cseq)
+        raw = self._c.Iallreduce(self._M.IN_PLACE, buf, self._op(op))
+        return Req(raw, ev, None, False)
+
     def bcast(self, buf, root: int = 0):
         """MPI_Bcast from ``root`` into ``buf`` everywhere."""
         me = self.rank == root
