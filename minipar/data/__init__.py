@@ -1,1 +1,21 @@
+"""Data: corpora, tokenizers and vocabulary, a synthetic source, batching, classification.
 
+    from minipar.data import load_corpus, LMBatches
+    corpus = load_corpus(tokens="char")              # built-in corpus, 90/5/5 split
+    for x, y in LMBatches(corpus.train, batch=32, seq=64, name="train"):
+        ...
+"""
+
+from .batching import ClassifierBatches, ContextBatches, LMBatches, pad_batch
+from .classify import (BUILTIN_LABELS, ClassifyData, Examples, builtin_examples,
+                       builtin_sentences, load_classify, read_tsv)
+from .corpus import BUILTIN, Corpus, builtin_text, load_corpus, read_text, split_lines
+from .synthetic import MarkovSource
+from .tokenize import BOS, EOS, SPECIALS, UNK, Vocab, normalize_text
+
+__all__ = [
+    "BOS", "BUILTIN", "BUILTIN_LABELS", "ClassifierBatches", "ClassifyData", "ContextBatches",
+    "Corpus", "EOS", "Examples", "LMBatches", "MarkovSource", "SPECIALS", "UNK", "Vocab",
+    "builtin_examples", "builtin_sentences", "builtin_text", "load_classify", "load_corpus",
+    "normalize_text", "pad_batch", "read_tsv", "read_text", "split_lines",
+]

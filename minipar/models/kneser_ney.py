@@ -1,0 +1,141 @@
+"""Smoothed probabilities from n-gram counts: interpolated modified Kneser-Ney (the rules of
+KenLM's lmplz, docs/ngram.md), maximum likelihood and the relative frequencies of Stupid
+Backoff. Each builder returns per-order tables aligned with the sorted grams of a
+``GramIndex``: ``logp[k-1][i]`` = log10 p(last word | rest) of k-gram i and
+``logbo[k-1][i]`` = log10 backoff weight of k-gram i used as a context.
+
+Modified Kneser-Ney, per order (Chen & Goodman 1998, eq. 26; lmplz):
+
+    a(g)    adjusted count: the raw count at the top order and for g starting with <s>;
+            else the number of distinct words x seen left of g (N_{1+}(. g)); a(<s>) = 0
+    t_j     number of g of the order with a(g) = j
+    Y       = t1 / (t1 + 2 t2)
+    D_j     = j - (j + 1) Y t_{j+1} / t_j,   j = 1, 2, 3  (D_3 for every a >= 3)
+    u(w|c)  = (a(cw) - D(a(cw))) / sum_x a(cx)
+    gamma(c)= (D1 N1(c) + D2 N2(c) + D3 N3+(c)) / sum_x a(cx)
+    p(w|c)  = u(w|c) + gamma(c) p(w|c')          (c' = c without its first word)
+    p(w)    = u(w) + gamma() / |V'|              (|V'| = every id but <s>)
+
+When t1, t2 or t3 is 0, or some D_j falls outside [0, j], the order gets lmplz's fallback
+discounts (0.5, 1, 1.5) and a warning, instead of lmplz's refusal.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["adjusted_counts", "estimate_discounts", "kn_tables", "ml_tables", "FALLBACK"]
+
+FALLBACK = (0.5, 1.0, 1.5)
+
+
+def _log10(x):
+    with np.errstate(divide="ignore"):
+        return np.log10(x)
+
+
+def suffix_ranks(index, grams) -> list:
+    """sfx[k-1][i] = rank in order k-1 of the k-gram i without its first word (k >= 2)."""
+    sfx = [None]
+    for k in range(2, len(grams) + 1):
+        r = index.lookup(grams[k - 1][:, 1:])
+        if (r < 0).any():
+            raise ValueError(f"a {k}-gram is listed without its suffix")
+        sfx.append(r)
+    return sfx
+
+
+def adjusted_counts(grams, counts, sfx, bos: int) -> list:
+    """a(g) for every order (see the module docstring); ``counts`` are raw counts."""
+    N = len(grams)
+    a = [None] * N
+    a[N - 1] = np.asarray(counts[N - 1], dtype=np.int64).copy()
+    for k in range(1, N):
+        # Each distinct (k+1)-gram x g adds one to the continuation count of its suffix g.
+        cont = np.bincount(sfx[k], minlength=len(grams[k - 1])).astype(np.int64)
+        a[k - 1] = np.where(grams[k - 1][:, 0] == bos, counts[k - 1], cont)
+    a[0] = a[0].copy()
+    a[0][bos] = 0  # <s> is never predicted: no unigram mass
+    return a
+
+
+def estimate_discounts(a: np.ndarray, order: int):
+    """(D1, D2, D3+) from counts-of-counts of adjusted counts ``a``; (discounts, warning)."""
+    t = np.bincount(np.minimum(a[a > 0], 5), minlength=6)[:5].astype(np.float64)
+    if (t[1:4] == 0).any():
+        missing = [j for j in (1, 2, 3) if t[j] == 0]
+        return FALLBACK, (f"{order}-gram discounts: no {order}-grams with adjusted count "
+                          f"{missing[0]}; using fallback discounts 0.5 1 1.5")
+    Y = t[1] / (t[1] + 2 * t[2])
+    D = tuple(float(j - (j + 1) * Y * t[j + 1] / t[j]) for j in (1, 2, 3))
+    for j, d in enumerate(D, start=1):
+        if not 0.0 <= d <= j:
+            return FALLBACK, (f"{order}-gram discount D{j} = {d:.4g} is outside [0, {j}]; "
+                              f"using fallback discounts 0.5 1 1.5")
+    return D, None
+
+
+def kn_tables(index, grams, counts, bos: int):
+    """Interpolated modified Kneser-Ney tables; returns (logp, logbo, discounts, warnings)."""
+    N = len(grams)
+    sfx = suffix_ranks(index, grams)
+    a = adjusted_counts(grams, counts, sfx, bos)
+    discounts, warnings = [], []
+    for k in range(1, N + 1):
+        D, warn = estimate_discounts(a[k - 1], k)
+        discounts.append(D)
+        if warn:
+            warnings.append(warn)
+    V = index.V
+    logp, logbo, p_lower = [], [], None
+    for k in range(1, N + 1):
+        ak = a[k - 1].astype(np.float64)
+        Dv = np.array((0.0,) + tuple(discounts[k - 1]))
+        disc = Dv[np.minimum(a[k - 1], 3)]  # D(a) with D(0) = 0
+        if k == 1:
+            total = ak.sum()
+            if total <= 0:
+                raise ValueError("no training tokens to estimate unigrams from")
+            gamma0 = disc.sum() / total
+            p = (ak - disc) / total + gamma0 / (V - 1)
+            p[bos] = 0.0
+        else:
+            parent = index.parent[k - 1]
+            m = index.sizes[k - 2]
+            den = np.bincount(parent, weights=ak, minlength=m)
+            lost = np.bincount(parent, weights=disc, minlength=m)
+            seen = den > 0
+            gamma = np.zeros(m)
+            gamma[seen] = lost[seen] / den[seen]
+            p = (ak - disc) / den[parent] + gamma[parent] * p_lower[sfx[k - 1]]
+            logbo.append(np.where(seen, _log10(np.where(seen, gamma, 1.0)), 0.0))
+        logp.append(_log10(p))
+        p_lower = p
+    logbo.append(np.zeros(index.sizes[N - 1]))
+    return logp, logbo, discounts, warnings
+
+
+def ml_tables(index, grams, counts, bos: int):
+    """Maximum likelihood: p(w | c) = c(cw) / sum_x c(cx), p(w) = c(w) / sum_{x != <s>} c(x).
+
+    As backoff tables: a seen context has backoff weight 0 (log10 = -inf), so a word never
+    seen after the longest seen context gets probability 0; an unseen context passes to the
+    shorter one with weight 1. Returns (logp, logbo); Stupid Backoff uses the same logp.
+    """
+    N = len(grams)
+    logp, logbo = [], []
+    for k in range(1, N + 1):
+        c = np.asarray(counts[k - 1], dtype=np.float64)
+        if k == 1:
+            c = c.copy()
+            c[bos] = 0.0
+            if c.sum() <= 0:
+                raise ValueError("no training tokens to estimate unigrams from")
+            logp.append(_log10(c / c.sum()))
+            continue
+        parent = index.parent[k - 1]
+        total = np.bincount(parent, weights=c, minlength=index.sizes[k - 2])
+        logp.append(_log10(c / total[parent]))
+        logbo.append(np.where(total > 0, -np.inf, 0.0))
+    logbo.append(np.zeros(index.sizes[N - 1]))
+    return logp, logbo

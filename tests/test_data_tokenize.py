@@ -1,0 +1,93 @@
+"""Tokenizers and Vocab: normalisation, ids, cut-offs, round trips, files."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from minipar.data.tokenize import BOS, EOS, SPECIALS, UNK, Vocab, normalize_text
+from minipar.errors import ConfigError, DataError
+
+FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def test_normalize_collapses_whitespace_and_drops_blank_lines():
+    text = "  Hello\t\tworld \r\n\n\u00a0\nsecond\u2028line  \n"
+    assert normalize_text(text) == "Hello world\nsecond\nline\n"
+    assert normalize_text("A\u0301b", lower=True) == "\u00e1b\n"  # NFC after lower-casing
+    assert normalize_text(" \n\t ") == ""
+
+
+def test_vocab_order_specials_and_cutoffs():
+    text = normalize_text("b a a c\nc a\n")
+    v = Vocab.build(text, "word")
+    assert v.tokens[:3] == list(SPECIALS)
+    assert v.tokens[3:] == ["a", "c", "b"]  # count descending, ties by code point
+    assert Vocab.build(text, "word", min_count=2).tokens[3:] == ["a", "c"]
+    assert Vocab.build(text, "word", max_size=4).tokens[3:] == ["a"]
+    ids = Vocab.build(text, "word", min_count=3).encode("a b zzz\n")
+    assert ids.tolist() == [3, UNK, UNK, EOS]
+
+
+def test_vocab_with_nothing_in_it_is_a_data_error():
+    with pytest.raises(DataError, match="corpus.txt.*nothing in it"):
+        Vocab.build(normalize_text("a b c\n"), "word", min_count=5, name="corpus.txt")
+    with pytest.raises(DataError, match="empty"):
+        Vocab.build("", "char", name="x")
+    with pytest.raises(ConfigError):
+        Vocab.build("a\n", "char", min_count=0)
+
+
+def test_char_encoding_and_line_breaks():
+    v = Vocab.build(normalize_text("ab a\n"), "char")
+    ids = v.encode("ab\nz a")
+    assert ids.tolist() == [v.index["a"], v.index["b"], EOS, UNK, v.index[" "],
+                            v.index["a"], EOS]
+    assert v.decode(ids) == "ab\n<unk> a\n"
+    assert BOS not in ids
+
+
+def test_literal_special_words_are_unknown():
+    v = Vocab.build(normalize_text("x </s> <s> y\n"), "word")
+    assert "</s>" not in v.tokens[3:] and "<s>" not in v.tokens[3:]
+    assert v.encode("x </s> <s> <unk>").tolist() == [v.index["x"], UNK, UNK, UNK, EOS]
+
+
+def test_encode_line_and_lower():
+    v = Vocab.build(normalize_text("The cat\n", lower=True), "word", lower=True)
+    assert v.encode_line("THE CAT").tolist() == [v.index["the"], v.index["cat"]]
+
+
+def test_save_load_roundtrip(tmp_path):
+    v = Vocab.build(normalize_text("h\u00e9llo w\u00f6rld\n"), "char", lower=True)
+    v.save(tmp_path / "v.json")
+    assert Vocab.load(tmp_path / "v.json") == v
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(DataError, match="bad.json"):
+        Vocab.load(tmp_path / "bad.json")
+    with pytest.raises(DataError, match="not found"):
+        Vocab.load(tmp_path / "missing.json")
+
+
+@FAST
+@given(st.text())
+def test_char_roundtrip_any_unicode(text):
+    norm = normalize_text(text)
+    assume(norm)
+    v = Vocab.build(norm, "char")
+    ids = v.encode(text)
+    assert ids.dtype == np.int64 and (ids != UNK).all()
+    assert v.decode(ids) == norm
+    assert (ids == EOS).sum() == norm.count("\n")
+
+
+@FAST
+@given(st.lists(st.text(min_size=1), min_size=1, max_size=20), st.booleans())
+def test_word_roundtrip_any_unicode(words, lower):
+    text = " ".join(words)
+    norm = normalize_text(text, lower)
+    assume(norm and not set(norm.split()) & set(SPECIALS))
+    v = Vocab.build(norm, "word", lower=lower)
+    ids = v.encode(text)
+    assert (ids != UNK).all()
+    assert v.decode(ids) == norm
