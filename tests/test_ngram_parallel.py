@@ -1,0 +1,167 @@
+"""Parallel N-gram counting (minipar.ngram_parallel): P ranks give the one-process model exactly.
+
+The MPI tests run under ``mpiexec -n P`` (P = 1, 2, 3, 4) with a timeout; the data is a
+20,000-character slice of the built-in corpus so that each launch takes about a second.
+"""
+
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+from mpiutil import run_code, run_mpi
+
+from minipar import ngram_parallel as NP
+from minipar import train
+from minipar.config import TrainConfig
+from minipar.data import load_corpus
+from minipar.errors import ConfigError
+from minipar.models.kneser_ney import FALLBACK, estimate_discounts
+from minipar.models.ngram import NGramModel, load_model
+from minipar.parallel.comm import init
+
+SMALL = ["--max-chars", "20000"]
+
+# On every rank: ownership, adjusted counts and discounts against the one-process code; on
+# rank 0: the gathered counts and every smoothing's log-probabilities.
+CHECK = r"""
+import numpy as np
+from minipar import ngram_parallel as NP
+from minipar.data import load_corpus
+from minipar.models.kneser_ney import adjusted_counts, suffix_ranks
+from minipar.models.ngram import NGramModel
+from minipar.models.ngram_counts import count_ngrams
+from minipar.parallel.comm import init
+
+comm = init(trace=True)
+for tokens, order in (("char", 5), ("word", 3), ("word", 1)):
+    c = load_corpus(None, tokens=tokens, max_chars=20000)
+    v = c.vocab
+    ref = count_ngrams(c.train, order, v.bos_id, v.eos_id)
+    one = NGramModel.from_counts(ref, v, "kn")
+    a_ref = adjusted_counts(one.grams, one.counts, suffix_ranks(one.index, one.grams), v.bos_id)
+    part = NP.parallel_counts(comm, c.train, order, v.bos_id, v.eos_id)
+    a, t, D = NP.kn_statistics(comm, part["owned"], v.bos_id)
+    for k, (rows, cnt) in enumerate(part["owned"], start=1):
+        assert (NP.owner(rows, comm.size) == comm.rank).all(), (tokens, k)
+        assert np.array_equal(a[k - 1], a_ref[k - 1][one.index.lookup(rows)]), (tokens, k)
+    assert D == one.discounts, (D, one.discounts)
+    merged, sizes = NP.gather_counts(comm, part["owned"], part["sentences"], part["tokens"])
+    if comm.rank == 0:
+        assert merged.equals(ref), tokens
+        assert sizes.sum(axis=0).tolist() == ref.num_grams()
+        for sm in ("kn", "ml", "addk", "stupid"):
+            lp = NGramModel.from_counts(merged, v, sm).log10probs(c.valid)
+            assert np.array_equal(lp, NGramModel.fit(c.train, v, order, sm).log10probs(c.valid))
+rows = comm.report(table=False)
+if comm.rank == 0:
+    # every byte went through the traced comm: alltoall + alltoallv per shuffle
+    assert all(r["mpi_colls"] > 0 for r in rows)
+    print("checked", comm.size)
+"""
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("p", [1, 2, 3, 4])
+def test_distributed_counts_and_statistics_equal_one_process(p):
+    out = run_code(p, CHECK, timeout=120).stdout
+    assert f"checked {p}" in out
+
+
+def _one_process(tokens, order, smoothing="kn"):
+    c = load_corpus(None, tokens=tokens, max_chars=20000)
+    return c, NGramModel.fit(c.train, c.vocab, order, smoothing)
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("p,tokens,order", [(1, "char", 5), (2, "word", 3), (3, "char", 5),
+                                            (4, "word", 4)])
+def test_train_cli_model_equals_one_process(p, tokens, order, tmp_path):
+    out = tmp_path / "run"
+    args = ["-m", "minipar.train", "--model", "ngram", "--tokens", tokens, "--order",
+            str(order), "--out", str(out), *SMALL]
+    if p == 2:
+        args.append("--show-comm")
+    proc = run_mpi(p, args, timeout=120)
+    c, ref = _one_process(tokens, order)
+    model = load_model(out / "model.npz")
+    for k in range(order):
+        assert np.array_equal(model.grams[k], ref.grams[k])
+        assert np.array_equal(model.counts[k], ref.counts[k])
+    assert np.array_equal(model.log10probs(c.valid), ref.log10probs(c.valid))
+    s = json.loads((out / "summary.json").read_text())
+    assert s["val_ppl"] == ref.perplexity(c.valid)["ppl"]
+    assert (s["ranks"], s["order"], s["smoothing"], s["tokens"]) == (p, order, "kn", ref.tokens)
+    assert [r["rank"] for r in s["per_rank"]] == list(range(p))
+    assert sum(r["shard_tokens"] for r in s["per_rank"]) == len(c.train)
+    assert s["seconds"] > 0 and s["sample"]
+    assert "validation: ppl" in proc.stdout and "communication per rank" in proc.stdout
+    if p == 2:
+        assert "(shuffle 2-grams) mpi alltoallv" in proc.stdout
+        assert "(continuation 1-grams) mpi alltoallv" in proc.stdout
+        assert "[r1]" in proc.stdout
+    ppl = run_mpi(1, ["-m", "minipar.ngram", "ppl", str(out / "model.npz"), "builtin:valid"])
+    assert "ppl" in ppl.stdout
+
+
+@pytest.mark.mpi
+def test_order_beyond_every_sentence_is_one_line_on_every_rank(tmp_path):
+    proc = run_mpi(2, ["-m", "minipar.train", "--model", "ngram", "--tokens", "word",
+                       "--order", "300", "--out", str(tmp_path / "r"), *SMALL],
+                   timeout=60, check=False)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("minipar: error: --order 300: no training")
+
+
+def test_order_below_one_is_a_config_error(capsys):
+    assert train.main(["--model", "ngram", "--order", "0"]) == 2
+    assert "--order must be positive" in capsys.readouterr().err
+    cfg = TrainConfig(model="ngram", order=0)  # bypassing the parser's check
+    with pytest.raises(ConfigError, match="at least 1"):
+        NP.run_ngram(init(), cfg)
+
+
+@pytest.fixture
+def keep_signals():
+    """train.main installs SIGINT/SIGTERM handlers; give pytest its own back."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for s, handler in saved.items():
+        signal.signal(s, handler)
+
+
+def test_one_rank_in_process_ml_run(tmp_path, capsys, monkeypatch, keep_signals):
+    monkeypatch.chdir(tmp_path)
+    rc = train.main(["--model", "ngram", "--tokens", "word", "--order", "2", "--smoothing",
+                     "ml", "--out", "r", "--quiet", "--sample-chars", "0", *SMALL])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "validation: ppl inf" in out and "note: --smoothing ml" in out
+    s = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert s["discounts"] is None and s["sample"] == [] and os.path.exists(s["model_file"])
+
+
+def test_owner_hashes_the_context_deterministically():
+    rows = np.array([[5, 7, 9], [5, 7, 2], [7, 5, 9], [0, 0, 0]], dtype=np.int32)
+    o = NP.owner(rows, 4)
+    assert o[0] == o[1]                                    # same context, same owner
+    assert np.array_equal(o, NP.owner(rows.copy(), 4))
+    assert NP.owner(np.array([[5]]), 7)[0] == NP.owner(np.array([[5, 1]]), 7)[0]
+    assert o.tolist() == [0, 0, 0, 1]                      # pinned: a change is a new format
+    spread = np.bincount(NP.owner(np.arange(4000)[:, None], 3), minlength=3)
+    assert spread.min() > 1200                             # the low bits are mixed
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_discounts_from_counts_of_counts_match_kneser_ney(seed):
+    rng = np.random.default_rng(seed)
+    a = rng.geometric(0.3, size=500)
+    if seed >= 4:  # no adjusted count of 3: t3 = 0 needs the fallback
+        a = rng.integers(0 if seed == 5 else 1, 3, size=500)
+    t = np.bincount(np.minimum(a[a > 0], 5), minlength=6)[:5]
+    D, _ = estimate_discounts(a, 2)
+    assert NP.discounts_from_t(t, 2) == D
+    if seed >= 4:
+        assert D == FALLBACK
