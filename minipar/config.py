@@ -4,12 +4,18 @@ Each field becomes a command-line flag (``batch_size`` -> ``--batch-size``) with
 from its metadata, and a key of the same name in a TOML file (``--config run.toml``; dashes or
 underscores both accepted). The command line wins over the file, the file over the defaults.
 An unknown key or a value of the wrong type is one clear error.
+
+``--resume RUN`` starts from the configuration saved in RUN's checkpoint (so the same model
+and data come back without retyping them); a TOML file and the command line still win, so
+``--resume RUN --steps 2000`` trains on to step 2000. Options about how the run is watched
+(``NOT_RESUMED``) are this invocation's own.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 from dataclasses import dataclass, field
 
 from minipar.errors import ConfigError
@@ -77,7 +83,9 @@ class TrainConfig:
                           nonneg=True)
     checkpoint_every: int = opt(0, "write a checkpoint every N steps (0: at the end only)",
                                 nonneg=True)
-    resume: str = opt(None, "continue the run in this directory from its checkpoint")
+    resume: str = opt(None, "continue the run in this directory (or from this checkpoint "
+                            "directory) with its saved options; flags given again win; "
+                            "with --out, the continuation goes there")
     sample_chars: int = opt(200, "length of the text sample at the end (0: none)", nonneg=True)
     show_comm: bool = opt(False, "print every message as it happens, rank-prefixed")
     trace: bool = opt(False, "write a Chrome trace (trace.json) and timeline.png")
@@ -119,6 +127,18 @@ class TrainConfig:
         except ValueError:
             raise ConfigError(f"--shard-weights must be numbers separated by commas, "
                               f"got {self.shard_weights!r}") from None
+
+
+NOT_RESUMED = ("resume", "out", "debug", "quiet", "show_comm", "trace", "log_every",
+               "comm_timeout", "check_collectives", "check_sync")
+
+
+def resumed_options(path: str) -> dict:
+    """The options saved in the checkpoint ``--resume`` names, minus ``NOT_RESUMED``."""
+    from minipar import checkpoint
+    saved = checkpoint.read_meta(checkpoint.resolve(path)[0]).get("config") or {}
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    return {k: v for k, v in saved.items() if k in names and k not in NOT_RESUMED}
 
 
 def _flag(name: str) -> str:
@@ -185,6 +205,13 @@ class _Parser(argparse.ArgumentParser):
     """argparse that raises ConfigError instead of printing usage and exiting."""
 
     def error(self, message):
+        if message.startswith("unrecognized arguments:"):
+            flags = [o for a in self._actions for o in a.option_strings]
+            for word in message.split(":", 1)[1].split():
+                close = difflib.get_close_matches(word.split("=")[0], flags, n=1, cutoff=0.75)
+                if word.startswith("--") and close:
+                    message += f" (did you mean {close[0]}?)"
+                    break
         raise ConfigError(message)
 
 
@@ -196,4 +223,6 @@ def parse_args(argv=None) -> TrainConfig:
     values = load_toml(ns.pop("config")) if ns.get("config") else {}
     ns.pop("config", None)
     values.update(ns)
+    if values.get("resume"):
+        values = {**resumed_options(values["resume"]), **values}
     return TrainConfig(**values).validate()

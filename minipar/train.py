@@ -19,28 +19,33 @@ import time
 
 import numpy as np
 
-from minipar import launch
+from minipar import faults, launch
 from minipar.config import parse_args
-from minipar.errors import UserError
 from minipar.parallel.comm import init
 from minipar.tasks import shard_batch
-from minipar.train_setup import (evaluate, finish_run, save_checkpoint, setup, shard_rows)
+from minipar.train_setup import (Divergence, evaluate, finish_run, save_checkpoint, setup,
+                                 shard_rows)
 
 
-class Divergence(UserError):
-    """The loss or the gradients stopped being finite numbers."""
-
-
+# A cross-entropy of L nats per term gives the truth probability e^-L; past ~745 no float64
+# holds it, so a mean loss above LOSS_LIMIT means the run has diverged even if still finite.
+LOSS_LIMIT = 1000.0
 _stop = {"signal": None}
+_STOP_CODE = {"SIGINT": 1, "SIGTERM": 1000}  # summed over ranks by the metrics allreduce
 
 
 def _on_signal(signum, _frame):
-    _stop["signal"] = signal.Signals(signum).name  # acted on at the next step boundary
+    """First SIGINT/SIGTERM: stop at the next step boundary, agreed through the metrics
+    allreduce, with a checkpoint. A second one: stop now (KeyboardInterrupt)."""
+    if _stop["signal"] is not None:
+        raise KeyboardInterrupt
+    _stop["signal"] = signal.Signals(signum).name
 
 
 def train_step(run, batch, state):
-    """One step on this rank; returns (global loss per term, new recurrent state, comm s)."""
-    comm, task, model, cfg = run.comm, run.task, run.model, run.cfg
+    """One step on this rank; returns (global loss per term, loss terms, new recurrent
+    state, seconds from the sync to the end of the metrics allreduce)."""
+    comm, task, model = run.comm, run.task, run.model
     tracer = comm.tracer
     rows = shard_rows(run, batch)                                  # shard: every rank's rows
     mine = shard_batch(batch, rows[comm.rank])                     # batch: this rank's rows
@@ -51,19 +56,27 @@ def train_step(run, batch, state):
     if count:
         with tracer.compute("backward"):
             (loss_sum * (1.0 / n)).backward()                      # my share of d(mean)/dw
+    skip = False
+    if faults.ACTIVE:                                              # planted faults (tests)
+        skip = faults.hit(comm.rank, run.step + 1, model.parameters())
     t0 = time.perf_counter()
     with comm.phase("sync"):
         run.sync.step(run.opt, run.clip, count, n)                 # sync, clip, optimizer step
-    flags = np.array([loss_sum.item() if count else 0.0, _stop["signal"] is not None,
+    stop = _STOP_CODE.get(_stop["signal"], 0)
+    flags = np.array([loss_sum.item() if count else 0.0, stop,
                       not math.isfinite(run.last_norm)], dtype=np.float64)
-    with comm.phase("metrics"):
-        comm.allreduce(flags)                                      # global loss, stop requests
+    if not skip:
+        with comm.phase("metrics"):
+            comm.allreduce(flags)                                  # global loss, stop requests
     comm_s = time.perf_counter() - t0
-    if flags[2] or not math.isfinite(flags[0]):
-        raise Divergence(f"the loss or gradients became non-finite at step {run.step + 1} "
-                         f"(loss {flags[0] / n:.4g}); lower --lr (now {run.tcfg.lr}) or set "
-                         f"--clip; the last good checkpoint is kept in {run.run_dir}")
-    run.stop_requested = bool(flags[1])
+    if flags[2] or not flags[0] / n <= LOSS_LIMIT:                # NaN fails "<=" too
+        what = "gradients" if flags[2] else "loss"
+        hint = "" if run.cfg.clip else " or set --clip"
+        raise Divergence(f"the {what} diverged at step {run.step + 1} (loss {flags[0] / n:.4g} "
+                         f"per term); lower --lr (now {run.tcfg.lr}){hint}; the last good "
+                         f"checkpoint is kept in {run.run_dir}")
+    if flags[1]:  # summed codes: 1000 and more means some rank got SIGTERM
+        run.stop_requested = "SIGTERM" if flags[1] >= 1000 else "SIGINT"
     return flags[0] / n, n, state, comm_s
 
 
@@ -109,26 +122,30 @@ def train_loop(run) -> None:
 def _main(argv, state) -> int:
     if launch.launcher_rank() != 0 and any(a in ("-h", "--help") for a in argv):
         return 0  # help is printed once, by rank 0
+    faults.check()
     cfg = parse_args(argv)
     timeout = cfg.comm_timeout if cfg.comm_timeout > 0 else None
     comm = init(trace=True, show_comm=cfg.show_comm, timeout=timeout,
                 check_collectives=cfg.check_collectives)
-    state["comm"] = comm
+    state["comm"], state["timeout"] = comm, timeout
+    _stop["signal"] = None
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _on_signal)
     if cfg.model == "ngram":
         from minipar.ngram_parallel import run_ngram
         return run_ngram(comm, cfg)
-    run = launch.agree(comm, setup, comm, cfg)
-    train_loop(run)
-    if run.stop_requested:
-        path = save_checkpoint(run)
-        if comm.rank == 0:
-            print(f"stopped by {_stop['signal'] or 'a signal on another rank'} at step "
-                  f"{run.step}; checkpoint {path}; continue with --resume {run.run_dir}",
-                  flush=True)
-        return 128 + signal.SIGTERM if _stop["signal"] == "SIGTERM" else 130
-    finish_run(run)
+    # Overflow in a diverging run is reported once, by the divergence check, not as
+    # NumPy warnings on every rank (a saturating exp in a sigmoid is not an error).
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        run = launch.agree(comm, setup, comm, cfg)
+        train_loop(run)
+        if run.stop_requested:
+            path = save_checkpoint(run)
+            if comm.rank == 0:
+                print(f"stopped by {run.stop_requested} at step {run.step}; checkpoint "
+                      f"{path}; continue with --resume {run.run_dir}", flush=True)
+            return 128 + getattr(signal, run.stop_requested)
+        finish_run(run)
     return 0
 
 

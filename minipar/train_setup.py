@@ -4,19 +4,28 @@ checkpoints and the final report. ``train.py`` holds the loop itself."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from minipar import backend as B
 from minipar import checkpoint as ckpt
-from minipar.errors import CheckpointError, ConfigError
+from minipar.errors import CheckpointError, ConfigError, UserError
 from minipar.optim import clip_grad_norm
 from minipar.parallel.shard import Sharder
 from minipar.parallel.sync import broadcast_parameters, check_replicas, make_sync
 from minipar.runlog import MetricsLog, choose_run_dir, plot_loss, write_summary
 from minipar.tasks import TaskConfig, default_config, get_task, shard_batch
+
+
+class Divergence(UserError):
+    """The loss, the gradients or the parameters stopped being finite numbers. Raised on every
+    rank at the same step (the checks read allreduced flags), so it is agreed."""
+
+    agreed = True
 
 
 @dataclass
@@ -37,8 +46,9 @@ class Run:
     log: object = None
     evals: list = field(default_factory=list)
     tokens: int = 0
-    stop_requested: bool = False
+    stop_requested: str = ""  # the signal that stopped the run (agreed by all ranks)
     last_norm: float = 0.0
+    saved_step: int = -1  # the step of the checkpoint on disk (no need to write it again)
     train_s: float = 0.0
     notes: list = field(default_factory=list)
     _shards: dict = field(default_factory=dict)
@@ -97,16 +107,27 @@ def setup(comm, cfg) -> Run:
                           f"ranks: every rank needs at least one row of each batch")
     data = task.load_data(tcfg)
     per_epoch = task.steps_per_epoch(data.train, tcfg)
+    first = len(next(iter(task._batcher(data.train, tcfg, 0, train=True)))[0])
+    if first < comm.size:
+        raise ConfigError(f"the training data fills a batch with only {first} rows "
+                          f"(examples or streams) for {comm.size} ranks: every rank needs at "
+                          f"least one; use fewer ranks or more data")
     model = task.build_model(tcfg, len(data.vocab))
     broadcast_parameters(comm, model.parameters())
     opt = task.make_optimizer(model, tcfg)
     sync = make_sync(cfg.sync, comm, model.parameters(), cfg.allreduce, cfg.bucket_kb * 1024,
                      cfg.overlap, cfg.average_every)
     total = cfg.epochs * per_epoch if cfg.epochs else tcfg.steps
-    run_dir = choose_run_dir(comm, cfg.resume or cfg.out, cfg.model)
+    where = cfg.out
+    if cfg.resume and not cfg.out:  # continue in the run's own directory
+        where = ckpt.resolve(cfg.resume)[1]
+    run_dir = choose_run_dir(comm, where, cfg.model)
     run = Run(comm, cfg, tcfg, task, data, model, opt, sync, run_dir, per_epoch, total)
     if cfg.resume:
         resume(run)
+    elif os.path.exists(os.path.join(run_dir, "checkpoint", "LATEST")):
+        run.notes.append(f"{run_dir} already holds another run's checkpoint: this run's "
+                         f"replace it (use --resume {run_dir} to continue that run instead)")
     run.log = MetricsLog(run_dir if comm.rank == 0 else None, append=bool(cfg.resume))
     if comm.rank == 0 and not cfg.quiet:
         _header(run)
@@ -156,20 +177,42 @@ def evaluate(run, split=None) -> dict:
 # --- checkpoints -------------------------------------------------------------------------
 def save_checkpoint(run) -> str | None:
     """Rank 0 writes parameters, optimizer state, step, every rank's RNG state and carried
-    LSTM state, the vocabulary and the configuration (see minipar.checkpoint)."""
+    LSTM state, the vocabulary and the configuration (see minipar.checkpoint).
+
+    First every rank checks its parameters are finite (one allreduce of a flag): a diverged
+    model must never replace the last good checkpoint."""
     comm = run.comm
+    if run.saved_step == run.step:
+        return os.path.join(run.run_dir, "checkpoint", f"step-{run.step:08d}")
+    bad = np.array([sum(not B.xp.isfinite(p.data).all() for p in run.model.parameters())],
+                   dtype=np.float64)
     mine = {"rng": B.get_rng_state(),
             "state": None if run.state is None else [B.to_numpy(s.data) for s in run.state]}
+    if run.cfg.sync == "average" and comm.size > 1:  # replicas differ between averages
+        mine["own"] = {**{f"param/{k}": a for k, a in run.model.state_dict().items()},
+                       **{f"optim/{k}": a for k, a in
+                          ckpt.flatten_optim(run.opt.state_dict()).items()}}
     with comm.phase("checkpoint"):
+        if comm.size > 1:
+            comm.allreduce(bad)
         every = comm.gather_obj(mine, 0) if comm.size > 1 else [mine]
+    if bad[0]:
+        raise Divergence(f"the parameters became non-finite by step {run.step}; lower --lr "
+                         f"(now {run.tcfg.lr}); the last good checkpoint is kept in "
+                         f"{run.run_dir}")
+    run.saved_step = run.step
     if comm.rank != 0:
         return None
     ranks = {}
     for r, m in enumerate(every):
         if m["state"] is not None:
             ranks[f"r{r}/h"], ranks[f"r{r}/c"] = m["state"]
+        ranks.update({f"r{r}/{k}": a for k, a in m.get("own", {}).items()})
+    epoch, pos = divmod(run.step, max(run.per_epoch, 1))
     meta = {"config": dataclasses.asdict(run.cfg), "model": run.cfg.model, "ranks": comm.size,
-            "sync": run.cfg.sync, "epoch": run.step // max(run.per_epoch, 1),
+            "sync": run.cfg.sync, "epoch": epoch,
+            "data_position": {"epoch": epoch, "batch": pos, "per_epoch": run.per_epoch,
+                              "rule": "every rank's batches are a function of (epoch, batch)"},
             "vocab": run.data.vocab.to_dict(), "rng": [m["rng"] for m in every]}
     return ckpt.save(run.run_dir, run.step, run.model.state_dict(), run.opt.state_dict(),
                      meta, ranks)
@@ -178,24 +221,42 @@ def save_checkpoint(run) -> str | None:
 def resume(run) -> None:
     """Continue from the run directory's latest checkpoint; refuse one that does not fit."""
     params, optim, meta, ranks = ckpt.load(run.cfg.resume)
-    c = run.comm
-    if meta.get("model") != run.cfg.model:
-        raise CheckpointError(f"{run.cfg.resume}: checkpoint of a {meta.get('model')!r} model, "
-                              f"not {run.cfg.model!r}")
+    c, cfg = run.comm, run.cfg
+    where = run.cfg.resume
+    own = f"r{c.rank}/"
+    if meta.get("ranks") == c.size and f"{own}optim/t" in ranks:  # --sync average: my replica
+        params = {k[len(own) + 6:]: a for k, a in ranks.items() if k.startswith(own + "param/")}
+        optim = ckpt.unflatten_optim({k[len(own) + 6:]: a for k, a in ranks.items()
+                                      if k.startswith(own + "optim/")})
+    if meta.get("model") != cfg.model:
+        raise CheckpointError(f"{where}: checkpoint of a {meta.get('model')!r} model, "
+                              f"not {cfg.model!r}")
     if meta.get("vocab") != run.data.vocab.to_dict():
-        raise CheckpointError(f"{run.cfg.resume}: the checkpoint's vocabulary differs from "
+        raise CheckpointError(f"{where}: the checkpoint's vocabulary differs from "
                               f"this data's (another corpus or --tokens?)")
-    run.model.load_state_dict(params)
-    run.opt.load_state_dict(optim)
-    run.step = int(meta["step"])
+    try:
+        run.model.load_state_dict(params)
+        run.opt.load_state_dict(optim)
+    except (ValueError, KeyError) as exc:
+        raise CheckpointError(f"{where}: does not fit this model ({exc})") from None
+    except CheckpointError as exc:
+        raise CheckpointError(f"{where}: {exc}") from None
+    run.step = run.saved_step = int(meta["step"])
+    if hasattr(run.sync, "t"):  # --sync average counts steps to its next averaging
+        run.sync.t = run.step
+    saved = meta.get("config", {})
+    rows_same = saved.get("batch_size") == cfg.batch_size and saved.get("shard") == cfg.shard
     if meta["ranks"] == c.size:
         B.set_rng_state(meta["rng"][c.rank])
-        if f"r{c.rank}/h" in ranks:
+        if f"r{c.rank}/h" in ranks and rows_same:
             from minipar.autograd import Tensor
             run.state = (Tensor(B.from_numpy(ranks[f"r{c.rank}/h"])),
                          Tensor(B.from_numpy(ranks[f"r{c.rank}/c"])))
-    elif run.cfg.sync != "allreduce":
-        raise CheckpointError(f"{run.cfg.resume}: written by {meta['ranks']} ranks; resuming "
+        elif f"r{c.rank}/h" in ranks:
+            run.notes.append("the rows of a batch changed (--batch-size or --shard): the "
+                             "carried LSTM state restarts from zeros")
+    elif cfg.sync != "allreduce":
+        raise CheckpointError(f"{where}: written by {meta['ranks']} ranks; resuming "
                               f"on {c.size} ranks works only with --sync allreduce")
     else:
         run.notes.append(f"resumed on {c.size} ranks from {meta['ranks']}: rows are shared out "
@@ -204,6 +265,27 @@ def resume(run) -> None:
     if run.step >= run.total_steps:
         run.notes.append(f"the checkpoint is at step {run.step}, already at --steps "
                          f"{run.total_steps}: nothing left to train")
+    else:
+        run.notes.append(f"resumed from {ckpt.resolve(where)[0]} at step {run.step} of "
+                         f"{run.total_steps}")
+    if c.rank == 0:
+        _trim_metrics(run.run_dir, run.step)
+
+
+def _trim_metrics(run_dir: str, step: int) -> None:
+    """Drop metrics.jsonl rows past the checkpoint (steps that will be trained again)."""
+    path = os.path.join(run_dir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return
+    keep = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                if json.loads(line)["step"] <= step:
+                    keep.append(line if line.endswith("\n") else line + "\n")
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut short by a crash
+    ckpt.atomic_write(path, "".join(keep).encode())
 
 
 # --- the end of a run --------------------------------------------------------------------
@@ -224,7 +306,7 @@ def finish_run(run) -> dict | None:
                                                "bytes_sent", "bytes_recv", "msgs_sent")}
                             for r in rows]}
     summary.update({f"val_{k}": v for k, v in metrics.items() if k != "loss"})
-    lines = [f"validation: " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())]
+    lines = ["validation: " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())]
     if task.kind in ("lstm", "mlp"):
         base = ngram_baseline(run)
         summary["ngram_val_ppl"] = base
