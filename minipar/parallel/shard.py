@@ -18,7 +18,7 @@ Policies (what to do when n is not a multiple of p, or blocks differ):
                  zero contribution, so the result is exactly the one-process result.
     drop         cut every shard to the smallest one (units are lost).
     pad          extend every shard to the largest one by repeating its own first units
-                 (units are seen twice).
+                 (units are seen twice; a rank with none repeats the first units overall).
 
 ``set_epoch(e)`` reshuffles (when ``shuffle``) with seed + e, identically on every rank, like
 PyTorch's DistributedSampler.
@@ -111,16 +111,17 @@ class Sharder:
 
             sizes = np.asarray(self.weights, dtype=np.float64)[order]
             shards = [order[np.asarray(s, dtype=np.int64)] for s in balanced_shards(sizes, p)]
-        return self._apply_policy([np.asarray(s, dtype=np.int64) for s in shards])
+        return self._apply_policy([np.asarray(s, dtype=np.int64) for s in shards], order)
 
-    def _apply_policy(self, shards):
+    def _apply_policy(self, shards, order):
         lengths = [len(s) for s in shards]
         if self.policy == "drop":
             m = min(lengths)
             return [s[:m] for s in shards]
         if self.policy == "pad":
             m = max(lengths)
-            return [np.resize(s, m) if len(s) else s for s in shards]  # resize repeats cyclically
+            # np.resize repeats cyclically; a rank with no units at all borrows from the start
+            return [np.resize(s if len(s) else order, m) for s in shards]
         return shards
 
     def shard(self, rank: int) -> np.ndarray:
