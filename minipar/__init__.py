@@ -5,3 +5,7 @@ explicit, visible parallelism with mpi4py. See README.md and docs/.
 """
 
 __version__ = "0.1.0"
+
+from minipar import threads as _threads
+
+_threads.apply()  # before NumPy loads: one BLAS thread budget per rank (see threads.py)

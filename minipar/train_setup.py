@@ -13,6 +13,7 @@ import numpy as np
 
 from minipar import backend as B
 from minipar import checkpoint as ckpt
+from minipar import threads
 from minipar.errors import CheckpointError, ConfigError, UserError
 from minipar.optim import clip_grad_norm
 from minipar.parallel.shard import Sharder
@@ -145,7 +146,8 @@ def _header(run) -> None:
     print(f"sync {cfg.sync}" + (f" ({cfg.allreduce})" if cfg.sync != "ps" else "")
           + f"; global batch {t.batch_size} rows, per rank {rows}; {run.total_steps} steps "
           f"({run.per_epoch} per epoch); run directory {run.run_dir}", flush=True)
-    for note in c.notes + run.notes:
+    blas = [threads.NOTE] if threads.NOTE else []
+    for note in c.notes + blas + run.notes:
         print(f"note: {note}", flush=True)
 
 

@@ -1,0 +1,201 @@
+"""Cost model against measurement: predicted vs measured allreduce time per algorithm and p.
+
+    mpiexec -n 2 python -m minipar.bench calibrate        # first: alpha, beta, gamma, MPI's line
+    python -m minipar.bench costcheck [--ranks 2,4] [--sizes 8,1K,64K,1M,16M,64M] [--iters 20]
+        [--algos ring,tree,rd,naive,mpi] [--calibration PATH | --calibration 2=A.json,4=B.json]
+        [--calibrate DIR] [--from 2=p2.json,4=p4.json] [--save DIR] [--out table.md]
+
+For every p in ``--ranks`` this runs (one process, no mpiexec around it)
+
+    mpiexec -n p python -m minipar.bench collectives --json --sizes ... --iters ...
+
+and sets each measured time (``time_us``: the median call on the slowest rank) beside the
+alpha-beta-gamma prediction ``costmodel.allreduce_time(algorithm, p, bytes, params)``:
+
+    ratio = measured / predicted        (1.00: exact; 1.25: the model is 25% optimistic)
+
+``--calibration`` is one file for every p, or one per p (calibrate run at that p: with more
+ranks than cores, alpha grows); ``--calibrate DIR`` runs calibrate at each p just before
+that p's benchmark, so both see the same load on a shared host. ``--from`` reads saved
+``collectives --json`` output instead of running it. The summary counts, per p and
+algorithm, the sizes above 64 KiB whose ratio lies in [0.75, 1.25] (within 25% of the
+prediction).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from minipar.bench.collectives import parse_size
+from minipar.errors import UserError
+from minipar.parallel import costmodel as cm
+
+DEFAULT_SIZES = "8,1K,64K,1M,16M,64M"  # those of the collectives table in benchmarks.md
+THRESHOLD = 64 << 10
+
+
+def _mpiexec() -> str:
+    """The ``mpiexec`` next to this Python (the mpich wheel), else the one on PATH."""
+    here = Path(sys.executable).parent / "mpiexec"
+    found = str(here) if here.exists() else shutil.which("mpiexec")
+    if not found:
+        raise UserError("mpiexec not found: pip install mpich")
+    return found
+
+
+def _per_p(text: str | None, ranks, what: str) -> dict:
+    """"2=a.json,4=b.json" -> {2: "a.json", 4: "b.json"}; a plain path -> the same for all."""
+    if not text:
+        return {}
+    if "=" not in text:
+        return {p: text for p in ranks}
+    out = {}
+    for item in text.split(","):
+        p, _, path = item.partition("=")
+        try:
+            out[int(p)] = path
+        except ValueError:
+            raise UserError(f"{what} {text!r}: write P=PATH,P=PATH") from None
+    return out
+
+
+def _bench(p: int, args: list[str], timeout: float) -> str:
+    """stdout of ``mpiexec -n p python -m minipar.bench ARGS``."""
+    cmd = [_mpiexec(), "-n", str(p), sys.executable, "-m", "minipar.bench", *args]
+    print("running: mpiexec -n " + " ".join([str(p), "python"] + cmd[4:]), flush=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    if proc.returncode != 0:
+        raise UserError(f"{args[0]} at p={p} failed ({proc.returncode}): "
+                        f"{proc.stderr.strip()[-500:]}")
+    return proc.stdout
+
+
+def measure(p: int, sizes: str, iters: int, algos: str, timeout: float) -> list[dict]:
+    """Rows of ``collectives --json`` at p ranks."""
+    text = _bench(p, ["collectives", "--json", "--sizes", sizes, "--iters", str(iters),
+                      "--algos", algos], timeout)
+    return json.loads(text[text.index("["):])
+
+
+def _fmt(n: int) -> str:
+    for unit, f in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= f:
+            return f"{n / f:g} {unit}"
+    return f"{n} B"
+
+
+def _us(x: float) -> str:
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+
+
+def compare(rows, params) -> list[dict]:
+    """Each measured row with ``predicted_us`` and ``ratio`` (measured / predicted)."""
+    out = []
+    for r in rows:
+        pred = cm.allreduce_time(r["algo"], r["ranks"], r["bytes"], params) * 1e6
+        out.append(dict(r, predicted_us=pred, ratio=r["time_us"] / pred if pred > 0 else 0.0))
+    return out
+
+
+def table(rows, params) -> str:
+    """One Markdown table per p: a row per size, "measured / predicted (ratio)" per algorithm."""
+    p = rows[0]["ranks"]
+    algos = list(dict.fromkeys(r["algo"] for r in rows))
+    cell = {(r["bytes"], r["algo"]): r for r in rows}
+    lines = [f"p = {p}; parameters: {params.source} (alpha {params.alpha * 1e6:.3g} us, beta "
+             f"{params.beta * 1e9:.4g} ns/B, gamma {params.gamma * 1e9:.4g} ns/B); cells: "
+             "measured / predicted us (ratio)", "",
+             "| bytes | " + " | ".join(algos) + " |", "|---:|" + "---:|" * len(algos)]
+    for n in sorted({r["bytes"] for r in rows}):
+        cells = []
+        for a in algos:
+            r = cell.get((n, a))
+            cells.append("-" if r is None else
+                         f"{_us(r['time_us'])} / {_us(r['predicted_us'])} ({r['ratio']:.2f})")
+        lines.append(f"| {_fmt(n)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def summary(rows) -> str:
+    """Sizes above 64 KiB within 25%, and the range of ratios there, per algorithm."""
+    lines = ["| p | algorithm | sizes > 64 KiB within 25% | ratio range there |",
+             "|---:|:---|---:|:---|"]
+    for p in sorted({r["ranks"] for r in rows}):
+        for a in dict.fromkeys(r["algo"] for r in rows):
+            big = [r["ratio"] for r in rows if r["ranks"] == p and r["algo"] == a
+                   and r["bytes"] > THRESHOLD]
+            if not big:
+                continue
+            ok = sum(0.75 <= x <= 1.25 for x in big)
+            lines.append(f"| {p} | {a} | {ok} of {len(big)} | {min(big):.2f} - {max(big):.2f} |")
+    return "\n".join(lines)
+
+
+def run(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m minipar.bench costcheck", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ranks", default="2,4", help="rank counts")
+    ap.add_argument("--sizes", default=DEFAULT_SIZES, help="message sizes (bytes, 64K, 1M)")
+    ap.add_argument("--iters", type=int, default=20, help="timed calls per size at most")
+    ap.add_argument("--algos", default="ring,tree,rd,naive,mpi")
+    ap.add_argument("--calibration", help="calibration JSON, or P=PATH,... one per p")
+    ap.add_argument("--from", dest="source", help="P=PATH,...: saved collectives --json output")
+    ap.add_argument("--timeout", type=float, default=900, help="seconds per mpiexec run")
+    ap.add_argument("--out", help="also write the tables (Markdown) here")
+    ap.add_argument("--save", help="directory: keep each run's rows as collectives-pP.json "
+                    "(for --from)")
+    ap.add_argument("--calibrate", metavar="DIR", help="calibrate at each p right before its "
+                    "benchmark (same host load), saving DIR/calibration-pP.json")
+    args = ap.parse_args(argv)
+    try:
+        ranks = [int(x) for x in args.ranks.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"--ranks {args.ranks!r}: give rank counts separated by commas") from None
+    for s in args.sizes.split(","):
+        parse_size(s)  # bad sizes fail here, not inside mpiexec
+    cals = _per_p(args.calibration, ranks, "--calibration")
+    saved = _per_p(args.source, ranks, "--from")
+    parts, every = [], []
+    for p in ranks:
+        if args.calibrate and p not in saved:
+            cals[p] = str(Path(args.calibrate) / f"calibration-p{p}.json")
+            _bench(p, ["calibrate", "--out", cals[p]], args.timeout)
+        params = cm.load(cals.get(p), fallback=False)  # no file: "run calibrate first"
+        if p in saved:
+            text = Path(saved[p]).read_text()
+            rows = json.loads(text[text.index("["):])
+        else:
+            rows = measure(p, args.sizes, args.iters, args.algos, args.timeout)
+            if args.save:
+                Path(args.save).mkdir(parents=True, exist_ok=True)
+                (Path(args.save) / f"collectives-p{p}.json").write_text(json.dumps(rows))
+        rows = compare(rows, params)
+        every += rows
+        parts.append(table(rows, params))
+    parts.append("Sizes above 64 KiB whose measured time is within 25% of the prediction "
+                 "(0.75 <= ratio <= 1.25):\n\n" + summary(every))
+    text = "\n\n".join(parts)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+        print(f"\nwrote {args.out}")
+    return 0
+
+
+def main(argv=None) -> int:
+    try:
+        return run(argv)
+    except UserError as exc:
+        print(f"minipar: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
