@@ -1,0 +1,214 @@
+"""The grader on collectives: minipar's own pass; each planted mistake fails, with a message
+that says what is wrong. Every run starts mpiexec (through ``minipar.check``), so the
+numbers of ranks are chosen per case: the fewest that show the mistake."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from minipar import check_collective
+from minipar.check import grade
+
+pytestmark = pytest.mark.mpi
+
+PLANTED = textwrap.dedent('''
+    import numpy as np
+
+
+    def forgets_own(comm, buf):
+        """Rank 0 adds the others' buffers but not its own."""
+        if comm.rank == 0:
+            total, tmp = np.zeros_like(buf), np.empty_like(buf)
+            for src in range(1, comm.size):
+                comm.recv(tmp, src)
+                total += tmp
+            if comm.size > 1:
+                buf[:] = total
+            for dst in range(1, comm.size):
+                comm.send(buf, dst)
+        else:
+            comm.send(buf, 0)
+            comm.recv(buf, 0)
+
+
+    def pow2_only(comm, buf):
+        """Recursive doubling with no fix-up for the ranks left over."""
+        tmp, k = np.empty_like(buf), 1
+        while k < comm.size:
+            peer = comm.rank ^ k
+            comm.sendrecv(buf, peer, tmp, peer)
+            buf += tmp
+            k <<= 1
+
+
+    def tail_dropped(comm, buf):
+        """A ring over chunks of n // p elements: the last n mod p are never summed."""
+        p, r = comm.size, comm.rank
+        m = buf.size // p
+        chunks = [buf[i * m:(i + 1) * m] for i in range(p)]
+        tmp = np.empty(m, buf.dtype)
+        for s in range(p - 1):
+            comm.sendrecv(chunks[(r - s) % p], (r + 1) % p, tmp, (r - 1) % p)
+            chunks[(r - s - 1) % p] += tmp
+        for s in range(p - 1):
+            comm.sendrecv(chunks[(r - s + 1) % p], (r + 1) % p, chunks[(r - s) % p],
+                          (r - 1) % p)
+
+
+    def pairs(comm, buf):
+        """Works on pairs of elements: the last element of an odd length is dropped."""
+        p, r, h = comm.size, comm.rank, buf.size // 2
+        tmp, total = np.empty(2 * h, buf.dtype), buf[:2 * h].copy()
+        for k in range(1, p):
+            comm.sendrecv(buf[:2 * h], (r + k) % p, tmp, (r - k) % p)
+            total += tmp
+        buf[:2 * h] = total
+
+
+    def recv_first(comm, buf):
+        """Every rank waits for its left neighbour before sending: nobody sends."""
+        p, r = comm.size, comm.rank
+        tmp, total = np.empty_like(buf), buf.copy()
+        for _ in range(p - 1):
+            comm.recv(tmp, (r - 1) % p)
+            comm.send(buf, (r + 1) % p)
+            total += tmp
+        buf[:] = total
+
+
+    def send_first(comm, buf):
+        """Sends before it receives: MPI buffers small messages, so only large ones hang."""
+        p, r = comm.size, comm.rank
+        tmp, total, cur = np.empty_like(buf), buf.copy(), buf.copy()
+        for _ in range(p - 1):
+            comm.send(cur, (r + 1) % p)
+            comm.recv(tmp, (r - 1) % p)
+            total += tmp
+            cur[:] = tmp
+        buf[:] = total
+
+
+    def spins(comm, buf):
+        """Rank 1 loops forever without communicating; rank 0 waits for it."""
+        while comm.rank == 1:
+            pass
+        if comm.rank == 0 and comm.size > 1:
+            comm.recv(buf, 1)
+
+
+    def spins_everywhere(comm, buf):
+        while True:
+            pass
+
+
+    def secret_mpi(comm, buf):
+        comm.allreduce(buf)
+
+
+    def secret_mpi4py(comm, buf):
+        from mpi4py import MPI
+        MPI.COMM_WORLD.Allreduce(MPI.IN_PLACE, buf)
+
+
+    def returns_copy(comm, buf):
+        """Sums right, but into a new array: the buffer itself is left as it was."""
+        parts, tmp = [], np.empty_like(buf)
+        for src in range(comm.size):
+            if src == comm.rank:
+                parts.append(buf.copy())
+            else:
+                comm.sendrecv(buf, src, tmp, src)
+                parts.append(tmp.copy())
+        return np.sum(parts, axis=0).astype(buf.dtype)
+
+
+    def flat_broadcast(comm, buf, root):
+        if comm.rank == root:
+            for dst in range(comm.size):
+                if dst != root:
+                    comm.send(buf, dst)
+        else:
+            comm.recv(buf, root)
+''')
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    path = tmp_path_factory.mktemp("planted") / "planted.py"
+    path.write_text(PLANTED)
+    return str(path)
+
+
+def failed(report):
+    return [c for c in report.checks if not c.ok]
+
+
+@pytest.mark.parametrize("task, target", [
+    ("ring_allreduce", "minipar.parallel.collectives:allreduce_ring"),
+    ("tree_broadcast", "minipar.parallel.collectives:broadcast_tree"),
+])
+def test_references_pass(task, target):
+    report = grade(task, target, [1, 2, 3, 4])
+    assert report.ok, report.format()
+    assert report.total == 16
+
+
+@pytest.mark.parametrize("algo", ["naive", "tree", "rd"])
+def test_every_minipar_allreduce_passes_the_generic_task(algo):
+    report = grade("allreduce", f"minipar.parallel.collectives:allreduce_{algo}", [3])
+    assert report.ok, report.format()
+
+
+@pytest.mark.parametrize("fn, task, ranks, check, words, hint", [
+    ("forgets_own", "allreduce", [3], "3 ranks: results", "expected", None),
+    ("pow2_only", "allreduce", [2, 3, 4], "3 ranks: finishes", "rank that does not exist",
+     "power of two"),
+    ("tail_dropped", "allreduce", [3], "3 ranks: results", "wrong at n =", "divides evenly"),
+    ("pairs", "allreduce", [2, 4], "2 ranks: results", "wrong at n = 1, 3", "even lengths"),
+    ("recv_first", "allreduce", [2], "2 ranks: finishes", "deadlock", "waiting to receive"),
+    ("send_first", "allreduce", [2], "2 ranks: finishes", "deadlock at n=100003",
+     "none is receiving"),
+    ("spins", "allreduce", [2], "2 ranks: finishes", "never returned", None),
+    ("secret_mpi", "allreduce", [2], "2 ranks: messages", "called MPI's own allreduce", None),
+    ("secret_mpi4py", "allreduce", [2], "2 ranks: messages", "no message between ranks", None),
+    ("returns_copy", "allreduce", [2], "2 ranks: results", "work in place", None),
+    ("flat_broadcast", "tree_broadcast", [4], "4 ranks: messages", "binomial tree", None),
+])
+def test_planted_mistakes_fail_with_a_message(planted, fn, task, ranks, check, words, hint):
+    # A short deadline where a hang is the point; a generous one elsewhere, so that a busy
+    # machine cannot turn a slow but correct wait into a deadlock.
+    hangs = fn in ("recv_first", "send_first", "spins", "pow2_only")
+    report = grade(task, f"{planted}:{fn}", ranks, timeout=1.0 if hangs else 10.0)
+    bad = {c.name: c.message for c in failed(report)}
+    assert check in bad, report.format()
+    assert words in bad[check], report.format()
+    if hint:
+        assert any(hint in h for h in report.hints), report.format()
+    assert not report.ok
+
+
+def test_a_ring_task_rejects_another_algorithm():
+    report = grade("ring_allreduce", "minipar.parallel.collectives:allreduce_tree", [3])
+    bad = {c.name: c.message for c in failed(report)}
+    assert list(bad) == ["3 ranks: messages"], report.format()
+    assert "right neighbour" in bad["3 ranks: messages"]
+
+
+def test_a_job_that_never_ends_is_killed(planted, monkeypatch):
+    monkeypatch.setattr(check_collective, "WALL_BASE", 1.0)
+    report = grade("allreduce", f"{planted}:spins_everywhere", [2], timeout=0.5)
+    assert "was killed" in report.checks[0].message, report.format()
+
+
+def test_cli_json_and_exit_status(planted, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "minipar.check", "allreduce",
+                           f"{planted}:secret_mpi", "--ranks", "2", "--json"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["task"] == "allreduce" and out["total"] == 4 and out["passed"] == 3
+    assert out["score"] == 0.75 and not out["ok"]
+    assert [c["ok"] for c in out["checks"]] == [True, True, True, False]
