@@ -101,8 +101,9 @@ def from_numpy(a, dtype=None):
 _rng = numpy.random.default_rng(0)
 
 
-def seed(s: int) -> None:
-    """Seed minipar's generator (parameter init, dropout masks, sampling)."""
+def seed(s) -> None:
+    """Seed minipar's generator (parameter init, dropout masks, sampling); ``s`` is an int
+    or a sequence of ints (e.g. [seed, rank] for a stream of one's own)."""
     global _rng
     _rng = numpy.random.default_rng(s)
 

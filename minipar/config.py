@@ -43,7 +43,7 @@ class TrainConfig:
     data: str = opt(None, "UTF-8 text file (classifier: TSV label<TAB>text); default: the "
                           "built-in corpus")
     valid: str = opt(None, "validation file (default: a split of --data)")
-    tokens: str = per_model("token level (char for language models, word for the classifier)",
+    tokens: str = per_model("token level: char or word",
                             choices=("char", "word"))
     lower: bool = opt(False, "lower-case the text first")
     max_chars: int = opt(None, "use only the first lines of the data up to this many "
@@ -59,6 +59,8 @@ class TrainConfig:
                      ("contiguous", "strided", "balanced", "weighted"))
     shard_policy: str = opt("uneven", "what to do with uneven shards", ("uneven", "drop", "pad"))
     shard_weights: str = opt(None, "--shard weighted: comma-separated share per rank, e.g. 2,1")
+    scheduler: str = opt("lpt", "--shard balanced: how rows are balanced: lpt, block, "
+                                "round_robin, or module:function (your own plan(costs, p))")
     batch_size: int = per_model("global batch size (rows or examples, over all ranks)",
                                 positive=True)
     seq_len: int = opt(64, "LSTM: tokens per truncated-BPTT window", positive=True)

@@ -17,6 +17,7 @@ from minipar import threads
 from minipar.errors import CheckpointError, ConfigError, UserError
 from minipar.optim import clip_grad_norm
 from minipar.parallel.shard import Sharder
+from minipar.plugins import get_scheduler
 from minipar.parallel.sync import broadcast_parameters, check_replicas, make_sync
 from minipar.runlog import MetricsLog, choose_run_dir, plot_loss, write_summary
 from minipar.tasks import TaskConfig, default_config, get_task, shard_batch
@@ -52,6 +53,7 @@ class Run:
     saved_step: int = -1  # the step of the checkpoint on disk (no need to write it again)
     train_s: float = 0.0
     notes: list = field(default_factory=list)
+    scheduler: object = None
     _shards: dict = field(default_factory=dict)
 
     def clip(self) -> None:
@@ -84,7 +86,7 @@ def shard_rows(run, batch) -> list:
     key = (n, None if weights is None or cfg.shard == "weighted" else tuple(np.asarray(weights)))
     if key not in run._shards:
         run._shards[key] = Sharder(n, run.comm.size, cfg.shard, cfg.shard_policy,
-                                   weights=weights).all_shards()
+                                   weights=weights, scheduler=run.scheduler).all_shards()
     return run._shards[key]
 
 
@@ -113,8 +115,12 @@ def setup(comm, cfg) -> Run:
         raise ConfigError(f"the training data fills a batch with only {first} rows "
                           f"(examples or streams) for {comm.size} ranks: every rank needs at "
                           f"least one; use fewer ranks or more data")
+    scheduler = get_scheduler(cfg.scheduler) if cfg.shard == "balanced" else None
     model = task.build_model(tcfg, len(data.vocab))
     broadcast_parameters(comm, model.parameters())
+    # Each rank draws its own dropout masks from here on (one process would draw different
+    # masks for different rows too); the parameters above came from the shared seed.
+    B.seed([tcfg.seed, 1 + comm.rank])
     opt = task.make_optimizer(model, tcfg)
     sync = make_sync(cfg.sync, comm, model.parameters(), cfg.allreduce, cfg.bucket_kb * 1024,
                      cfg.overlap, cfg.average_every)
@@ -123,7 +129,8 @@ def setup(comm, cfg) -> Run:
     if cfg.resume and not cfg.out:  # continue in the run's own directory
         where = ckpt.resolve(cfg.resume)[1]
     run_dir = choose_run_dir(comm, where, cfg.model)
-    run = Run(comm, cfg, tcfg, task, data, model, opt, sync, run_dir, per_epoch, total)
+    run = Run(comm, cfg, tcfg, task, data, model, opt, sync, run_dir, per_epoch, total,
+              scheduler=scheduler)
     if cfg.resume:
         resume(run)
     elif os.path.exists(os.path.join(run_dir, "checkpoint", "LATEST")):

@@ -23,7 +23,8 @@ def mpiexec() -> str:
 
 
 def run_mpi(n: int, args: list[str], timeout: float = 60, env: dict | None = None,
-            cwd: str | os.PathLike | None = None, check: bool = True) -> subprocess.CompletedProcess:
+            cwd: str | os.PathLike | None = None,
+            check: bool = True) -> subprocess.CompletedProcess:
     """``mpiexec -n n python ARGS``; returns the completed process (text output).
 
     ``check`` raises with both output streams when the exit status is non-zero.
@@ -39,7 +40,8 @@ def run_mpi(n: int, args: list[str], timeout: float = 60, env: dict | None = Non
                           env=full_env, cwd=cwd or ROOT)
     if check and proc.returncode != 0:
         raise AssertionError(
-            f"{' '.join(cmd)} exited {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+            f"{' '.join(cmd)} exited {proc.returncode}\n"
+            f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
         )
     return proc
 

@@ -73,3 +73,14 @@ def test_bad_settings_are_config_errors(kw):
     args.update(kw)
     with pytest.raises(ConfigError):
         Sharder(**args)
+
+
+def test_balanced_uses_a_plugged_in_scheduler():
+    from minipar.plugins import get_scheduler
+    sizes = np.array([5, 1, 1, 1, 1, 1])
+    block = Sharder(6, 2, "balanced", weights=sizes, scheduler=get_scheduler("block"))
+    assert [s.tolist() for s in block.all_shards()] == [[0, 1, 2], [3, 4, 5]]
+    lpt = Sharder(6, 2, "balanced", weights=sizes)
+    assert [s.tolist() for s in lpt.all_shards()] == [[0], [1, 2, 3, 4, 5]]
+    with pytest.raises(ConfigError, match="no function"):
+        get_scheduler("minipar.parallel.shard:nothing")

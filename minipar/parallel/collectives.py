@@ -21,7 +21,6 @@ below 20000.
 from __future__ import annotations
 
 import functools
-import importlib
 
 import numpy as np
 
@@ -302,22 +301,16 @@ ALLREDUCE = {"mpi": allreduce_mpi, "naive": allreduce_naive, "tree": allreduce_t
 
 
 def get_allreduce(name: str):
-    """The allreduce called ``name``: one of :data:`ALLREDUCE`, or ``"module:function"`` --
-    your own ``f(comm, buf)`` that sums ``buf`` in place across ranks. Yours is wrapped so
-    it is traced and checked like the others."""
+    """The allreduce called ``name``: one of :data:`ALLREDUCE`, or ``"module:function"`` (or
+    ``"file.py:function"``) -- your own ``f(comm, buf)`` that sums ``buf`` in place across
+    ranks. Yours is wrapped so it is traced and checked like the others."""
     if name in ALLREDUCE:
         return ALLREDUCE[name]
-    valid = ", ".join(ALLREDUCE) + " or module:function"
-    mod, sep, fn = name.partition(":")
-    if not sep or not mod or not fn:
-        raise ConfigError(f"unknown allreduce {name!r}: use {valid}")
-    try:
-        module = importlib.import_module(mod)
-    except ImportError as exc:
-        raise ConfigError(f"allreduce {name!r}: cannot import {mod!r} ({exc})") from None
-    func = getattr(module, fn, None)
-    if not callable(func):
-        raise ConfigError(f"allreduce {name!r}: {mod!r} has no function {fn!r}")
+    if ":" not in name:
+        raise ConfigError(f"unknown allreduce {name!r}: use "
+                          f"{', '.join(ALLREDUCE)} or module:function (or file.py:function)")
+    from minipar.plugins import load_callable
+    func = load_callable(name, "allreduce")
 
     @functools.wraps(func)
     def traced(comm, buf):

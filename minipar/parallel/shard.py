@@ -7,8 +7,9 @@ epoch). A shard is a list of unit indices: rows of a language-model stream, or e
 Modes (which units go where):
     contiguous   rank r takes one block: units [start_r, start_r + n_r)
     strided      rank r takes units r, r + p, r + 2p, ...
-    balanced     units have sizes (``weights``); a longest-processing-time plan evens out the
-                 total size per rank (see minipar.parallel.schedule)
+    balanced     units have sizes (``weights``); a static plan evens out the total size per
+                 rank: longest-processing-time first by default (minipar.parallel.schedule),
+                 or any ``scheduler(sizes, p)`` (``--scheduler module:function``)
     weighted     rank r takes a contiguous block of about n * w_r / sum(w) units: a chosen skew,
                  to study uneven data on purpose
 
@@ -72,6 +73,7 @@ class Sharder:
     seed: int = 0
     weights: object = None  # unit sizes for "balanced", rank shares for "weighted"
     epoch: int = 0
+    scheduler: object = None  # "balanced": plan(sizes, p) -> unit indices per rank (LPT if None)
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -110,7 +112,8 @@ class Sharder:
             from minipar.parallel.schedule import balanced_shards
 
             sizes = np.asarray(self.weights, dtype=np.float64)[order]
-            shards = [order[np.asarray(s, dtype=np.int64)] for s in balanced_shards(sizes, p)]
+            plan = (self.scheduler or balanced_shards)(sizes, p)
+            shards = [order[np.asarray(s, dtype=np.int64)] for s in plan]
         return self._apply_policy([np.asarray(s, dtype=np.int64) for s in shards], order)
 
     def _apply_policy(self, shards, order):
