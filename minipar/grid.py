@@ -28,9 +28,9 @@ import itertools
 import sys
 import time
 
+from minipar import launch
 from minipar.errors import UserError
 from minipar import threads
-from minipar.pipeline import launched_rank0
 
 # --data synthetic: a seeded order-2 Markov source (minipar.data.synthetic)
 MARKOV = {"order": 2, "vocab_size": 16, "train": 200_000, "valid": 20_000}
@@ -226,13 +226,7 @@ def run(argv=None) -> int:
         raise
 
 
-def main(argv=None) -> int:
-    try:
-        return run(argv)
-    except UserError as exc:
-        if launched_rank0():  # every rank has the same options: say it once
-            print(f"minipar: error: {exc}", file=sys.stderr)
-        return 2
+main = launch.main_of(run)
 
 
 if __name__ == "__main__":

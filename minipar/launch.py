@@ -221,3 +221,11 @@ def run(main, argv=None, debug_flag: str = "--debug") -> int:
         comm = state.get("comm")
         rank = comm.rank if comm is not None else launcher_rank()
         return end_with_fault(exc, comm, rank, debug, state.get("timeout"))
+
+
+def main_of(fn):
+    """A command's ``main(argv=None)`` from its ``fn(argv)``: user errors become one line from
+    rank 0 and status 2, faults one line naming the rank (see ``run``)."""
+    def main(argv=None) -> int:
+        return run(lambda args, _state: fn(args), argv)
+    return main

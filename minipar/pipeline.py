@@ -29,16 +29,10 @@ import math
 import sys
 import time
 
+from minipar import launch
 from minipar import threads
 from minipar.errors import UserError
 from minipar.parallel.schedule import PlanError
-
-def launched_rank0() -> bool:
-    """Is this rank 0 of the launched job (or no launcher)? Read from the environment, so
-    it works before MPI starts (option errors are printed once, not once per rank)."""
-    from minipar.launch import launcher_rank
-    return launcher_rank() == 0
-
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="mpiexec -n S python -m minipar.pipeline",
@@ -247,13 +241,7 @@ def run(argv=None) -> int:
         raise
 
 
-def main(argv=None) -> int:
-    try:
-        return run(argv)
-    except (UserError, PlanError) as exc:
-        if launched_rank0():  # every rank has the same options: say it once
-            print(f"minipar: error: {exc}", file=sys.stderr)
-        return 2
+main = launch.main_of(run)
 
 
 if __name__ == "__main__":

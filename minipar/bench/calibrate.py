@@ -28,6 +28,7 @@ import time
 
 import numpy as np
 
+from minipar import launch
 from minipar.errors import UserError
 from minipar.parallel import costmodel as cm
 
@@ -167,12 +168,7 @@ def run(argv=None) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    try:
-        return run(argv)
-    except UserError as exc:
-        print(f"minipar: error: {exc}", file=sys.stderr)
-        return 2
+main = launch.main_of(run)
 
 
 if __name__ == "__main__":

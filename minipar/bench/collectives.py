@@ -29,6 +29,7 @@ import time
 
 import numpy as np
 
+from minipar import launch
 from minipar.errors import UserError
 
 UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
@@ -141,9 +142,4 @@ def run(argv=None) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    try:
-        return run(argv)
-    except UserError as exc:
-        print(f"minipar: error: {exc}", file=sys.stderr)
-        return 2
+main = launch.main_of(run)

@@ -32,6 +32,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from minipar import launch
 from minipar.bench.collectives import parse_size
 from minipar.errors import UserError
 from minipar.parallel import costmodel as cm
@@ -189,12 +190,7 @@ def run(argv=None) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    try:
-        return run(argv)
-    except UserError as exc:
-        print(f"minipar: error: {exc}", file=sys.stderr)
-        return 2
+main = launch.main_of(run)
 
 
 if __name__ == "__main__":

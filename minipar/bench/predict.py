@@ -17,6 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from minipar import launch
 from minipar.bench.calibrate import _size
 from minipar.errors import UserError
 from minipar.parallel import costmodel as cm
@@ -141,12 +142,7 @@ def run(argv=None) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    try:
-        return run(argv)
-    except UserError as exc:
-        print(f"minipar: error: {exc}", file=sys.stderr)
-        return 2
+main = launch.main_of(run)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ import statistics
 import sys
 import time
 
+from minipar import launch
 from minipar.errors import UserError
 from minipar import threads
 
@@ -134,12 +135,7 @@ def table(rows) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    try:
-        return run(argv)
-    except UserError as exc:
-        print(f"minipar: error: {exc}", file=sys.stderr)
-        return 2
+main = launch.main_of(run)
 
 
 if __name__ == "__main__":
