@@ -203,7 +203,7 @@ def _run(args, comm) -> int:
     return 0
 
 
-def run(argv=None) -> int:
+def run(argv, state) -> int:
     note = threads.NOTE
     args = _parser().parse_args(argv)
     make_jobs(args)  # option errors before MPI starts
@@ -212,21 +212,12 @@ def run(argv=None) -> int:
     comm = init(trace=True)
     if note:
         comm.notes.append(note)
-    try:
-        return _run(args, comm)
-    except UserError as exc:  # the same on every rank (same inputs): one line, status 2
-        if comm.rank == 0:
-            print(f"minipar: error: {exc}", file=sys.stderr, flush=True)
-        return 2
-    except Exception as exc:  # a job failed on one rank: end every rank, never hang
-        print(f"minipar: error on rank {comm.rank}: {type(exc).__name__}: {exc}",
-              file=sys.stderr, flush=True)
-        if comm.size > 1:
-            comm.abort(1)
-        raise
+    state["comm"] = comm  # a fault on one rank now ends every rank (launch.run)
+    return _run(args, comm)
 
 
-main = launch.main_of(run)
+def main(argv=None) -> int:
+    return launch.run(run, argv)
 
 
 if __name__ == "__main__":

@@ -213,7 +213,7 @@ def _train(args, comm) -> int:
     return result
 
 
-def run(argv=None) -> int:
+def run(argv, state) -> int:
     note = threads.NOTE
     args = _parser().parse_args(argv)
     if args.micro_batches < 1 or args.steps < 1:
@@ -225,23 +225,12 @@ def run(argv=None) -> int:
     comm = init(trace=True, show_comm=args.show_comm, timeout=args.timeout)
     if note:
         comm.notes.append(note)
-    try:
-        return _train(args, comm)
-    except (UserError, PlanError) as exc:
-        # Every rank reaches the same verdict on options and plans (same inputs, no
-        # messages yet): one line from rank 0, status 2 everywhere.
-        if comm.rank == 0:
-            print(f"minipar: error: {exc}", file=sys.stderr, flush=True)
-        return 2
-    except Exception as exc:  # a fault on one rank: end all of them, never hang
-        print(f"minipar: error on rank {comm.rank}: {type(exc).__name__}: {exc}",
-              file=sys.stderr, flush=True)
-        if comm.size > 1:
-            comm.abort(1)
-        raise
+    state["comm"] = comm  # a fault on one rank now ends every rank (launch.run)
+    return _train(args, comm)
 
 
-main = launch.main_of(run)
+def main(argv=None) -> int:
+    return launch.run(run, argv)
 
 
 if __name__ == "__main__":
