@@ -98,8 +98,10 @@ def ngram_text(model, n: int, temperature: float = 1.0, seed: int = 0, prompt: s
 
 
 def generate_text(path: str, chars: int = 200, temperature: float = 1.0, seed: int = 0,
-                  prompt: str = "") -> str:
-    """The prompt followed by ``chars`` tokens sampled from the run or model at ``path``."""
+                  prompt: str | None = None) -> str:
+    """The prompt (default: ``tasks.default_prompt``) followed by ``chars`` tokens sampled
+    from the run or model at ``path``; the same text the training run printed for its seed."""
+    from minipar.tasks import default_prompt, join_prompt
     if chars < 1:
         raise ConfigError(f"--chars must be at least 1, got {chars}")
     if not temperature >= 0:
@@ -109,13 +111,14 @@ def generate_text(path: str, chars: int = 200, temperature: float = 1.0, seed: i
         from minipar.models.ngram import NGramModel, load_model
         # a run's model.npz is always native; a file given by the user may be ARPA
         model = NGramModel.load(where) if kind == "ngram" else load_model(where)
-        vocab, text = model.vocab, ngram_text(model, chars, temperature, seed, prompt)
+        vocab = model.vocab
+        prompt = "" if prompt is None else prompt
+        text = ngram_text(model, chars, temperature, seed, prompt)
     else:
         task, model, vocab = load_neural(where)
+        prompt = default_prompt(vocab) if prompt is None else prompt
         text = task.sample(model, vocab, chars, temperature, seed, prompt)
-    if not prompt:
-        return text
-    return prompt + (" " if vocab.kind == "word" else "") + text
+    return join_prompt(prompt, text, vocab)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -130,8 +133,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="T: p^(1/T) renormalised; below 1 sharper, 0 the likeliest token "
                         "(default 1.0)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
-    p.add_argument("--prompt", default="", metavar="TEXT",
-                   help="text to continue (default: start after a line end)")
+    p.add_argument("--prompt", default=None, metavar="TEXT",
+                   help="text to continue (default: 'The' for a neural run; an N-gram "
+                        "starts a sentence); --prompt '' starts after a line end")
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     return p
 

@@ -187,6 +187,16 @@ class Task:
         return (*self.loss(model, batch, state), None)
 
 
+def default_prompt(vocab) -> str:
+    """Where a sample starts unless told otherwise: "The" opens many English sentences."""
+    return "the" if vocab.lower else "The"
+
+
+def join_prompt(prompt: str, text: str, vocab) -> str:
+    """The prompt followed by its continuation (a space between words, none between chars)."""
+    return prompt + (" " if prompt and vocab.kind == "word" else "") + text
+
+
 class LanguageModelTask(Task):
     """Shared by the two neural LMs: corpus or synthetic data, perplexity, sampling."""
 

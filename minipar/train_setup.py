@@ -20,7 +20,8 @@ from minipar.parallel.shard import Sharder
 from minipar.plugins import get_scheduler
 from minipar.parallel.sync import broadcast_parameters, check_replicas, make_sync
 from minipar.runlog import MetricsLog, choose_run_dir, plot_loss, write_summary
-from minipar.tasks import TaskConfig, default_config, get_task, shard_batch
+from minipar.tasks import (TaskConfig, default_config, default_prompt, get_task, join_prompt,
+                           shard_batch)
 
 
 class Divergence(UserError):
@@ -322,7 +323,10 @@ def finish_run(run) -> dict | None:
         lines.append(f"count-based {run.tcfg.context + 1}-gram (modified Kneser-Ney) on the "
                      f"same split: ppl {base:.4g}")
         if cfg.sample_chars:
-            text = task.sample(run.model, run.data.vocab, cfg.sample_chars, 0.8, cfg.seed)
+            vocab = run.data.vocab  # python -m minipar.generate RUN prints the same text
+            prompt = default_prompt(vocab)
+            text = join_prompt(prompt, task.sample(run.model, vocab, cfg.sample_chars, 0.8,
+                                                   cfg.seed, prompt), vocab)
             summary["sample"] = text
             lines.append("sample: " + text.replace("\n", " / "))
     summary["checkpoint"] = path
