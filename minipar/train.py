@@ -52,6 +52,7 @@ def train_step(run, batch, state):
     n = sum(task.count(shard_batch(batch, r)) for r in rows)       # loss terms, all ranks
     with tracer.compute("forward"):
         loss_sum, count, state = task.loss(model, mine, state)     # forward + loss (a sum)
+    run.local_terms += count
     run.opt.zero_grad()
     if count:
         with tracer.compute("backward"):

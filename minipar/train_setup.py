@@ -55,6 +55,7 @@ class Run:
     train_s: float = 0.0
     notes: list = field(default_factory=list)
     scheduler: object = None
+    local_terms: int = 0  # loss terms (tokens or examples) this rank trained on
     _shards: dict = field(default_factory=dict)
 
     def clip(self) -> None:
@@ -159,6 +160,16 @@ def _header(run) -> None:
         print(f"note: {note}", flush=True)
 
 
+def _eval_rows(run, batch):
+    """This rank's rows of an evaluation batch: every row exactly once (no drop or pad),
+    balanced by tokens when training is (--shard balanced)."""
+    n = len(batch[0])
+    if run.cfg.shard == "balanced" and run.task.kind == "classifier":
+        return Sharder(n, run.comm.size, "balanced", weights=batch[1],
+                       scheduler=run.scheduler).shard(run.comm.rank)
+    return Sharder(n, run.comm.size).shard(run.comm.rank)
+
+
 def evaluate(run, split=None) -> dict:
     """Mean loss (and the task's figures) on a split, its rows shared out over the ranks."""
     comm, task, cfg = run.comm, run.task, run.tcfg
@@ -170,7 +181,7 @@ def evaluate(run, split=None) -> dict:
     from minipar.autograd import no_grad
     with no_grad():
         for batch in task._batcher(split, cfg, 0, train=False):
-            rows = Sharder(len(batch[0]), comm.size).shard(comm.rank)
+            rows = _eval_rows(run, batch)
             mine = shard_batch(batch, rows)
             if len(mine[0]) == 0:
                 continue
@@ -305,9 +316,11 @@ def finish_run(run) -> dict | None:
     path = save_checkpoint(run)
     trace = f"{run.run_dir}/trace.json" if cfg.trace else None
     png = f"{run.run_dir}/timeline.png" if cfg.trace else None
+    terms = comm.allgather_obj(run.local_terms) if comm.size > 1 else [run.local_terms]
     rows = comm.report(chrome=trace, png=png, table=comm.rank == 0 and not cfg.quiet)
     if comm.rank != 0:
         return None
+    shares = imbalance(terms, rows)
     summary = {"config": dataclasses.asdict(cfg), "ranks": comm.size, "steps": run.step,
                "train_loss": run.log.rows[-1]["loss"] if run.log.rows else None,
                "val_loss": metrics["loss"], "train_s": run.train_s,
@@ -316,7 +329,13 @@ def finish_run(run) -> dict | None:
                                                "bytes_sent", "bytes_recv", "msgs_sent")}
                             for r in rows]}
     summary.update({f"val_{k}": v for k, v in metrics.items() if k != "loss"})
-    lines = ["validation: " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())]
+    summary["imbalance"] = shares
+    lines = []
+    if comm.size > 1 and not cfg.quiet:
+        lines.append(f"shards: loss terms per rank {terms}, largest/smallest "
+                     f"{shares['ratio']:.2f}; waiting for other ranks "
+                     f"{[round(w, 2) for w in shares['wait_s']]} s")
+    lines.append("validation: " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
     if task.kind in ("lstm", "mlp"):
         base = ngram_baseline(run)
         summary["ngram_val_ppl"] = base
@@ -337,6 +356,14 @@ def finish_run(run) -> dict | None:
                  f"checkpoint/{', trace.json, timeline.png' if cfg.trace else ''})")
     print("\n".join(lines), flush=True)
     return summary
+
+
+def imbalance(terms, rows) -> dict:
+    """How uneven the work was: loss terms (tokens or examples) per rank, the ratio of the
+    largest to the smallest share, and each rank's time waiting for others (from the trace)."""
+    lo, hi = min(terms), max(terms)
+    return {"terms_per_rank": terms, "ratio": hi / lo if lo else float("inf"),
+            "wait_s": [r["wait_s"] for r in rows]}
 
 
 def ngram_baseline(run) -> float:
