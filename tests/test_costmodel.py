@@ -118,3 +118,94 @@ def test_save_and_load(tmp_path, monkeypatch):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(ConfigError, match="unreadable"):
         cm.load(tmp_path / "bad.json")
+
+
+# ---- host terms: cache, beta_mem, duplex, oversubscription ------------------------------
+
+HOST = CostParams(alpha=1e-6, beta=1e-10, gamma=5e-11, beta_mem=3e-10, cache_bytes=1 << 20,
+                  duplex=2.0, cores=2, ranks_per_host=4)
+
+
+@pytest.mark.parametrize("p", [2, 3, 4, 5, 8, 1024])
+@pytest.mark.parametrize("n", [0.0, 8.0, 65536.0, 3e6, 6.4e7])
+def test_defaults_reproduce_the_lines(p, n):
+    base = CostParams(alpha=1.3e-6, beta=1.2e-10, gamma=7e-11)
+    same = CostParams(alpha=1.3e-6, beta=1.2e-10, gamma=7e-11, cache_bytes=1 << 20, cores=2)
+    for alg in ALGORITHMS:
+        a, b = allreduce_line(alg, p, base)
+        assert allreduce_time(alg, p, n, base) == pytest.approx(a + b * n, rel=1e-12, abs=0)
+        assert allreduce_time(alg, p, n, same) == pytest.approx(a + b * n, rel=1e-12, abs=0)
+    for preset in (*cm.PRESETS.values(), DEFAULT):
+        assert preset.slowdown(1024) == 1.0 and preset.p2p(n) == preset.alpha + preset.beta * n
+
+
+def test_piecewise_message_cost():
+    c = 1 << 20
+    assert cm.message_time(1000, HOST) == pytest.approx(1e-6 + 1e-10 * 1000)
+    assert cm.message_time(c, HOST) == pytest.approx(1e-6 + 1e-10 * c)
+    assert cm.message_time(3 * c, HOST) == pytest.approx(1e-6 + 1e-10 * c + 3e-10 * 2 * c)
+    eps = 1e-3  # continuous at C
+    assert cm.message_time(c + eps, HOST) - cm.message_time(c - eps, HOST) < 1e-12
+    assert cm.message_time(c, HOST, s=2) == pytest.approx(1e-6 + 2 * 1e-10 * c)
+
+
+def test_duplex_only_affects_exchanges_beyond_the_cache():
+    c = 1 << 20
+    full = CostParams(**{**HOST.__dict__, "duplex": 1.0})
+    for m in (8, 1000, c):
+        assert cm.message_time(m, HOST, exchange=True) == cm.message_time(m, HOST)
+    m = 5 * c
+    extra = cm.message_time(m, HOST, exchange=True) - cm.message_time(m, HOST)
+    assert extra == pytest.approx(3e-10 * (m - c))  # (duplex - 1) beta_mem (m - C)
+    # tree and naive send one way only; rd and ring exchange
+    for alg in ("tree", "naive"):
+        assert allreduce_time(alg, 2, 64e6, HOST) == allreduce_time(alg, 2, 64e6, full)
+    for alg in ("rd", "ring"):
+        assert allreduce_time(alg, 2, 64e6, HOST) > allreduce_time(alg, 2, 64e6, full)
+        assert allreduce_time(alg, 2, 1e5, HOST) == allreduce_time(alg, 2, 1e5, full)
+
+
+def test_ring_messages_are_chunks_of_n_over_p():
+    c, p = 1 << 20, 4
+    n = 4.0 * c  # chunks of exactly C: nothing beyond the cache
+    flat = CostParams(alpha=1e-6, beta=1e-10, gamma=5e-11)
+    piecewise = CostParams(alpha=1e-6, beta=1e-10, gamma=5e-11, beta_mem=9e-10, cache_bytes=c)
+    assert allreduce_time("ring", p, n, piecewise) == pytest.approx(
+        allreduce_time("ring", p, n, flat))
+    assert allreduce_time("rd", p, n, piecewise) > allreduce_time("rd", p, n, flat)
+
+
+def test_oversubscription_factor():
+    assert HOST.slowdown(2) == 1.0 and HOST.slowdown(4) == 2.0 and HOST.slowdown(64) == 2.0
+    assert CostParams(1, 1, 1, cores=2).slowdown(64) == 1.0  # one rank per core
+    lat = CostParams(alpha=1.0, beta=0.0, gamma=0.0, cores=2, ranks_per_host=4)
+    assert allreduce_time("ring", 4, 1e6, lat) == pytest.approx(6.0)  # alpha not scaled
+    bw = CostParams(alpha=0.0, beta=1.0, gamma=1.0, cores=2, ranks_per_host=4)
+    plain = CostParams(alpha=0.0, beta=1.0, gamma=1.0)
+    for alg in ("ring", "rd"):  # all 4 ranks busy in every step: s = 2 throughout
+        assert allreduce_time(alg, 4, 1e6, bw) == pytest.approx(
+            2 * allreduce_time(alg, 4, 1e6, plain))
+    # naive: one pair at a time, s = 1. tree level 0: 2 pairs, 4 ranks send (s = 2) and 2
+    # add (s = 1); level 1: one pair (s = 1)
+    assert allreduce_time("naive", 4, 1e6, bw) == pytest.approx(
+        allreduce_time("naive", 4, 1e6, plain))
+    assert allreduce_time("tree", 4, 1e6, bw) == pytest.approx(
+        (2 * 2 + 2 * 1) * 1e6 + (1 + 1) * 1e6)
+
+
+@settings(max_examples=25, deadline=None)
+@given(p=st.integers(2, 64), scale=st.floats(0.1, 10))
+def test_crossovers_agree_with_best_algorithm(p, scale):
+    params = CostParams(**{**HOST.__dict__, "alpha": HOST.alpha * scale})
+    segs = crossovers(p, params)
+    assert segs[0][0] == 0.0 and [s[0] for s in segs] == sorted(s[0] for s in segs)
+    edges = [s[0] for s in segs[1:]] + [2.0**40]
+    for (start, alg), stop in zip(segs, edges):
+        for x in (start * 1.001 + 1e-3, (start + stop) / 2, stop * 0.999):
+            if start < x < stop:
+                assert best_algorithm(p, x, params) == alg
+
+
+def test_host_terms_saved_and_loaded(tmp_path):
+    back = cm.load(cm.save(HOST, tmp_path / "host.json"))
+    assert back == HOST

@@ -1,27 +1,41 @@
-"""Measure alpha, beta and gamma on this machine and save them for the cost model.
+"""Measure alpha, beta, gamma and the host terms on this machine and save them for the model.
 
-    mpiexec -n 2 python -m minipar.bench calibrate [--out PATH] [--max-bytes 4M] [--quick]
+    mpiexec -n 2 python -m minipar.bench calibrate [--out PATH] [--max-bytes 64M]
+        [--cache auto|1M] [--quick]
 
-alpha, beta
+alpha, beta, beta_mem, C
     Ping-pong between ranks 0 and 1 through the communicator (``comm.send``/``comm.recv``,
-    NumPy buffers): the one-way time of n bytes is half a round trip; a least-squares line
-    t(n) = alpha + beta * n through the medians gives both (weighted by 1/t, so the small
-    sizes set alpha and the large ones beta).
-gamma
-    Every rank at once adds two float32 buffers in place (``np.add(a, b, out=a)``, what a
-    reduction step does) of 1 to 16 MiB, larger than the caches as gradients are; gamma is
-    the median seconds per byte, slowest rank. (Below 1 MiB the buffers sit in cache and
-    add faster, but there alpha dominates anyway.)
+    NumPy buffers), 8 B to 1 MiB by factors of 4, then by 2 to 64 MiB: the one-way time
+    of m bytes is half a round trip, median of repeats. A line alpha + beta m is fitted
+    (weighted by 1/t) to the sizes m <= C; beta_mem to the sizes m >= 4C, as the
+    least-squares slope of t(m) - alpha - beta C against m - C (continuous at C).
+    C is ``--cache`` or, by default (auto), the measured size from 256 KiB to top/4 whose
+    fit has the smallest sum of squared relative errors over the sizes from 64 KiB up.
+duplex
+    Ranks 0 and 1 exchange m bytes each way at once (``comm.sendrecv``), m >= 4C: duplex is
+    the median of (t_exchange(m) - alpha - beta C) / (beta_mem (m - C)), which for large m
+    is t_exchange(m) / t_pingpong(m): 1 for full duplex, 2 for half duplex.
+gamma, gamma_mem
+    Ranks 0 .. cores-1 at once (one per core, so the oversubscription factor s is not
+    counted twice) add two float32 buffers in place (``np.add(a, b, out=a)``, what a
+    reduction step does) of 4 to 64 MiB by factors of 2; slowest rank. gamma is the median
+    seconds per byte of the adds of at most C bytes (else of the smallest), gamma_mem the
+    slope beyond C fitted to the adds of at least 2C, as for beta_mem.
+cores, ranks_per_host
+    ``os.cpu_count()`` and the ranks on this host ($MPI_LOCALNRANKS, else the communicator
+    size): the model slows beta and gamma by max(1, ranks_on_host / cores).
 mpi
     MPI's own Allreduce at this p, fitted to a + b * n: the "mpi" line of the model.
 
-The result goes to ~/.cache/minipar/calibration.json (or --out, or $MINIPAR_CALIBRATION)
-and is read by ``minipar.parallel.costmodel.load()``.
+``--quick`` (tests): up to 256 KiB, 5 ms per size, adds of 1 to 4 MiB, no exchange (so no
+beta_mem and duplex 1). The result goes to ~/.cache/minipar/calibration.json (or --out, or
+$MINIPAR_CALIBRATION) and is read by ``minipar.parallel.costmodel.load()``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -63,7 +77,7 @@ def ping_pong(comm, sizes, budget: float) -> list[float]:
     """Median one-way seconds per size between ranks 0 and 1 (others wait in the bcast)."""
     out = []
     for n in sizes:
-        buf = np.zeros(n, np.uint8)
+        buf = np.ones(n, np.uint8)  # written pages: np.zeros would read one shared zero page
         times = []
         for phase in ("probe", "run"):
             reps = 2 if phase == "probe" else _reps(comm, min(times), budget)
@@ -79,6 +93,59 @@ def ping_pong(comm, sizes, budget: float) -> list[float]:
                 times.append((time.perf_counter() - t0) / 2)
         out.append(statistics.median(times))
     return out
+
+
+def exchange(comm, sizes, budget: float) -> list[float]:
+    """Median seconds of one Sendrecv of ``n`` bytes each way between ranks 0 and 1."""
+    out = []
+    for n in sizes:
+        a, b = np.ones(n, np.uint8), np.ones(n, np.uint8)
+        times = []
+        for phase in ("probe", "run"):
+            reps = 2 if phase == "probe" else _reps(comm, min(times), budget)
+            times = []
+            for _ in range(reps):
+                comm.barrier()
+                t0 = time.perf_counter()
+                if comm.rank < 2:
+                    other = 1 - comm.rank
+                    comm.sendrecv(a, other, b, other, 8)
+                times.append(time.perf_counter() - t0)
+        out.append(max(comm.allgather_obj(statistics.median(times))[:2]))
+    return out
+
+
+def fit_mem(sizes, times, alpha, beta, cache, factor=4):
+    """beta_mem: slope of t - alpha - beta C against m - C (weights 1/t), sizes >= factor C."""
+    rows = [(n - cache, t - alpha - beta * cache, 1 / t) for n, t in zip(sizes, times)
+            if n >= factor * cache]
+    if not rows:
+        return None
+    num = sum(w * w * x * y for x, y, w in rows)
+    den = sum(w * w * x * x for x, y, w in rows)
+    return max(num / den, 0.0)
+
+
+def fit_p2p(sizes, times, cache):
+    """(C, alpha, beta, beta_mem): alpha, beta fitted to sizes <= C, beta_mem to sizes >= 4C.
+    ``cache`` None: C is the measured size from 256 KiB up (with a size >= 4C measured)
+    whose fit has the smallest sum of squared relative errors over the sizes >= 64 KiB."""
+    def one(c):
+        small = [(n, t) for n, t in zip(sizes, times) if n <= c]
+        alpha, beta = cm.fit_line(*zip(*small))
+        return c, alpha, beta, fit_mem(sizes, times, alpha, beta, c)
+
+    if cache:
+        return one(cache)
+    best = None
+    for c in (n for n in sizes if n >= 256 << 10 and 4 * n <= sizes[-1]):
+        fit = one(c)
+        par = cm.CostParams(fit[1], fit[2], 0.0, beta_mem=fit[3], cache_bytes=c)
+        err = sum((cm.message_time(n, par) / t - 1) ** 2 for n, t in zip(sizes, times)
+                  if n >= 64 << 10)
+        if best is None or err < best[0]:
+            best = (err, fit)
+    return best[1] if best else one(sizes[-1])
 
 
 def reduction(sizes, budget: float) -> list[float]:
@@ -114,11 +181,12 @@ def mpi_allreduce(comm, sizes, budget: float) -> list[float]:
     return out
 
 
-def _table(title, sizes, measured, a, b) -> str:
-    lines = [title, f"{'bytes':>10} {'measured us':>12} {'fit us':>10} {'error':>7}"]
+def _table(title, sizes, measured, fit) -> str:
+    lines = [title, f"{'bytes':>10} {'measured us':>12} {'fit us':>10} {'error':>7} {'ns/B':>7}"]
     for n, t in zip(sizes, measured):
-        fit = a + b * n
-        lines.append(f"{n:>10} {t * 1e6:>12.2f} {fit * 1e6:>10.2f} {100 * (fit / t - 1):>6.1f}%")
+        f = fit(n)
+        lines.append(f"{n:>10} {t * 1e6:>12.2f} {f * 1e6:>10.2f} {100 * (f / t - 1):>6.1f}% "
+                     f"{t / n * 1e9:>7.4f}")
     return "\n".join(lines)
 
 
@@ -126,41 +194,69 @@ def run(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m minipar.bench calibrate", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", help="where to save (default: costmodel.default_path())")
-    ap.add_argument("--max-bytes", default="4M", help="largest message (default 4M)")
+    ap.add_argument("--max-bytes", default="64M", help="largest message (default 64M)")
+    ap.add_argument("--cache", default="auto", help="C: bytes in cache, or auto (default)")
     ap.add_argument("--seconds", type=float, default=0.05, help="time budget per size")
     ap.add_argument("--quick", action="store_true", help="up to 256K, 5 ms per size (tests)")
     args = ap.parse_args(argv)
     top, budget = _size(args.max_bytes), args.seconds
+    cache = None if args.cache == "auto" else _size(args.cache)
+    red_sizes = _sizes(4 << 20, 64 << 20, 2)
     if args.quick:
-        top, budget = min(top, 256 << 10), 0.005
+        top, budget, red_sizes = min(top, 256 << 10), 0.005, _sizes(1 << 20, 4 << 20)
 
     from minipar.parallel.comm import init  # only now: --help needs no MPI
     comm = init()
     if comm.size < 2:
         raise UserError("calibrate needs two ranks for its ping-pong: "
                         "mpiexec -n 2 python -m minipar.bench calibrate")
-    msg_sizes = _sizes(8, top)
-    red_sizes = _sizes(1 << 20, 16 << 20)
+    msg_sizes = _sizes(8, min(top, 1 << 20)) + _sizes(2 << 20, top, 2)  # by 2 from 1 MiB
+    big = [n for n in msg_sizes if n >= 4 * (cache or 256 << 10)]  # for the exchange
     comm.barrier()
-    gam_t = [max(ts) for ts in zip(*comm.allgather_obj(reduction(red_sizes, budget)))]
+    cores = os.cpu_count() or comm.size  # adds on at most one rank per core (no overlap
+    mine = reduction(red_sizes, budget) if comm.rank < cores else None  # with s)
+    gam_t = [max(ts) for ts in zip(*(x for x in comm.allgather_obj(mine) if x))]
     comm.barrier()
     p2p_t = ping_pong(comm, msg_sizes, budget)
-    mpi_t = mpi_allreduce(comm, [n for n in msg_sizes if n >= 64], budget)
+    ex_t = exchange(comm, big, budget)
+    mpi_sizes = [n for n in msg_sizes if n >= 64]
+    mpi_t = mpi_allreduce(comm, mpi_sizes, budget)
     if comm.rank != 0:
         return 0
-    alpha, beta = cm.fit_line(msg_sizes, p2p_t)
-    gamma = statistics.median(t / n for t, n in zip(gam_t, red_sizes))
-    mpi_sizes = [n for n in msg_sizes if n >= 64]
+    cache, alpha, beta, beta_mem = fit_p2p(msg_sizes, p2p_t, cache)
+    big = [n for n in big if n >= 4 * cache]
+    ex_t = ex_t[len(ex_t) - len(big):]
+    duplex = 1.0
+    if beta_mem:
+        duplex = statistics.median((t - alpha - beta * cache) / (beta_mem * (n - cache))
+                                   for n, t in zip(big, ex_t))
+    in_cache = ([t / n for t, n in zip(gam_t, red_sizes) if n <= cache]
+                or [gam_t[0] / red_sizes[0]])
+    gamma = statistics.median(in_cache)
+    gamma_mem = None if beta_mem is None else fit_mem(red_sizes, gam_t, 0.0, gamma, cache, 2)
     mpi_line = cm.fit_line(mpi_sizes, mpi_t)
-    params = cm.CostParams(alpha, beta, gamma, mpi={comm.size: mpi_line},
-                           source=f"calibrate on {comm.size} ranks, {time.strftime('%Y-%m-%d')}")
-    print(_table("ping-pong (one way)", msg_sizes, p2p_t, alpha, beta))
-    print(_table("float32 add (slowest rank)", red_sizes, gam_t, 0.0, gamma))
-    print(_table(f"MPI Allreduce, p={comm.size}", mpi_sizes, mpi_t, *mpi_line))
+    params = cm.CostParams(
+        alpha, beta, gamma, mpi={comm.size: mpi_line},
+        source=f"calibrate on {comm.size} ranks, {time.strftime('%Y-%m-%d')}",
+        beta_mem=beta_mem, cache_bytes=float(cache) if beta_mem is not None else None,
+        duplex=duplex, cores=cores, gamma_mem=gamma_mem,
+        ranks_per_host=int(os.environ.get("MPI_LOCALNRANKS") or comm.size))
+    print(_table("ping-pong (one way)", msg_sizes, p2p_t, params.p2p))
+    if big:
+        print(_table("Sendrecv exchange (each way)", big, ex_t,
+                     lambda n: cm.message_time(n, params, exchange=True)))
+    print(_table("float32 add (slowest rank)", red_sizes, gam_t,
+                 lambda n: cm.reduce_time(n, params)))
+    print(_table(f"MPI Allreduce, p={comm.size}", mpi_sizes, mpi_t,
+                 lambda n: mpi_line[0] + mpi_line[1] * n))
     bw = f"{1 / beta / 1e9:.2f} GB/s" if beta > 0 else "inf"
     rate = f"{1 / gamma / 1e9:.2f} GB/s" if gamma > 0 else "inf"
+    mem = "-" if beta_mem is None else f"{beta_mem * 1e9:.4f} ns/B"
     print(f"alpha {alpha * 1e6:.2f} us, beta {beta * 1e9:.4f} ns/B ({bw}), "
-          f"gamma {gamma * 1e9:.4f} ns/B ({rate})")
+          f"gamma {gamma * 1e9:.4f} ns/B ({rate}); C {cache} B, beta_mem {mem}, "
+          f"duplex {duplex:.2f}, gamma_mem {(gamma_mem or gamma) * 1e9:.4f} ns/B; "
+          f"{params.ranks_per_host} ranks on {params.cores} cores: "
+          f"s = {params.slowdown(comm.size):.2f}")
     for note in comm.notes:
         print(f"note: {note}")
     print(f"saved {cm.save(params, args.out)}")

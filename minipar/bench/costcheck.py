@@ -110,9 +110,14 @@ def table(rows, params) -> str:
     p = rows[0]["ranks"]
     algos = list(dict.fromkeys(r["algo"] for r in rows))
     cell = {(r["bytes"], r["algo"]): r for r in rows}
+    host = ""
+    if params.cache_bytes is not None and params.beta_mem is not None:
+        host = (f", C {_fmt(int(params.cache_bytes))}, beta_mem {params.beta_mem * 1e9:.4g} ns/B, "
+                f"duplex {params.duplex:.3g}")
+    host += f", s {params.slowdown(p):.3g}" if params.slowdown(p) != 1 else ""
     lines = [f"p = {p}; parameters: {params.source} (alpha {params.alpha * 1e6:.3g} us, beta "
-             f"{params.beta * 1e9:.4g} ns/B, gamma {params.gamma * 1e9:.4g} ns/B); cells: "
-             "measured / predicted us (ratio)", "",
+             f"{params.beta * 1e9:.4g} ns/B, gamma {params.gamma * 1e9:.4g} ns/B{host}); "
+             "cells: measured / predicted us (ratio)", "",
              "| bytes | " + " | ".join(algos) + " |", "|---:|" + "---:|" * len(algos)]
     for n in sorted({r["bytes"] for r in rows}):
         cells = []

@@ -6,23 +6,49 @@ Three numbers describe the machine (Hockney's model plus a reduction rate):
     beta    seconds per byte sent (1 / bandwidth)
     gamma   seconds per byte reduced (one elementwise add of two buffers)
 
-A message of n bytes takes alpha + beta * n. For an allreduce of n bytes on each of p ranks,
-with L = ceil(log2 p), q = 2^floor(log2 p) and r = p - q (full-duplex Sendrecv: sending and
-receiving at once costs one message):
+Four more, optional, describe one host (unset, each leaves the model as above):
 
-    naive  all send to rank 0, it adds, sends back    2(p-1)(alpha + n beta) + (p-1) n gamma
-    tree   binomial reduce then binomial broadcast    L (2 alpha + 2 n beta + n gamma)
-    rd     recursive doubling on q ranks, plus a      log2(q) (alpha + n beta + n gamma)
-           fold-in/copy-out step when r > 0           + [r>0] (2 alpha + 2 n beta + n gamma)
-    ring   reduce-scatter then allgather, n/p each    2(p-1) alpha + 2 (p-1)/p n beta
-                                                      + (p-1)/p n gamma
+    cache_bytes  C: bytes a message may have before its copies leave the cache (None: no limit)
+    beta_mem     seconds per byte beyond C (None: beta)
+    gamma_mem    seconds per byte reduced beyond C (None: gamma)
+    duplex       cost of an exchange's bytes beyond C relative to a one-way message's:
+                 1 = full duplex, 2 = half duplex (two copies through the same memory)
+    cores, ranks_per_host
+                 oversubscription: with b ranks busy at once in a step, s(b) = max(1,
+                 min(b, ranks_per_host) / cores) multiplies that step's beta and gamma terms
+                 (ranks share cores); ranks_per_host None means one rank per core (s = 1),
+                 what the predictions to 1,024 ranks assume
+
+A one-way message of m bytes takes
+
+    t(m) = alpha + s [beta min(m, C) + beta_mem max(0, m - C)]
+
+(continuous, piecewise linear) and an exchange (Sendrecv of m bytes each way) takes
+alpha + s [beta min(m, C) + duplex beta_mem max(0, m - C)]. One add of m bytes takes
+s [gamma min(m, C) + gamma_mem max(0, m - C)] (gamma_mem None: gamma).
+For an allreduce of n bytes on each of p ranks, with L = ceil(log2 p), k = floor(log2 p)
+and extra = [p is not a power of two], each algorithm is a count of messages of the size
+it really sends (collectives.py) plus the bytes it reduces, along the critical path:
+
+    naive  2(p-1) one-way messages of n              + (p-1) n reduced      (b = 2; adds 1)
+    tree   2L one-way messages of n                  + L n reduced          (b = 2 pairs_k)
+    rd     k exchanges of n, 2 extra one-way of n    + (k + extra) n reduced (b = q; 2r)
+    ring   2(p-1) exchanges of n/p                   + (p-1)/p n reduced    (b = p)
+
     mpi    MPI's own Allreduce: a line a + b n fitted at that p when calibrated, else the
            best of the four above
 
-Every formula is a line a + b n in n, so the best algorithm for each size is the lower
-envelope of p lines and the crossover sizes are where two lines meet:
-n* = (a2 - a1) / (b1 - b2). Latency terms decide small messages (rd, tree), bandwidth terms
-large ones (ring's 2(p-1)/p n beta is within 2x of the n beta any algorithm must pay).
+(b: ranks busy at once; tree level k has pairs_k = |{v = 0, 2^(k+1), ... : v + 2^k < p}|
+sending pairs and pairs_k adding ranks; rd's q = 2^k ranks exchange, its r = p - q extra
+pairs fold in and out.)
+
+With the optional terms unset every algorithm is a line a + b n (``allreduce_line``, the
+in-cache line), e.g. ring: 2(p-1) alpha + 2 (p-1)/p n beta + (p-1)/p n gamma, tree:
+L (2 alpha + 2 n beta + n gamma). With them set the time is piecewise linear in n, so the
+best algorithm per size (``crossovers``) is found numerically: evaluate every algorithm on a
+log grid of sizes and bisect where the cheapest one changes. Latency terms decide small
+messages (rd, tree), bandwidth terms large ones (ring's 2(p-1)/p n beta is within 2x of the
+n beta any algorithm must pay).
 
 Data-parallel step time with compute time T_c for the per-rank batch and G gradient bytes:
 
@@ -45,7 +71,8 @@ import numpy as np
 from minipar.errors import ConfigError
 
 __all__ = [
-    "CostParams", "DEFAULT", "PRESETS", "ALGORITHMS", "p2p_time", "allreduce_line",
+    "CostParams", "DEFAULT", "PRESETS", "ALGORITHMS", "p2p_time", "message_time",
+    "reduce_time", "allreduce_line",
     "allreduce_time", "best_algorithm", "crossovers", "dp_step", "dp_scaling", "fit_line",
     "default_path", "save", "load",
 ]
@@ -58,6 +85,8 @@ class CostParams:
     """Machine parameters: alpha [s], beta [s/byte], gamma [s/byte reduced].
 
     ``mpi`` maps a rank count p to the fitted line (a, b) of MPI's Allreduce at that p.
+    ``cache_bytes``, ``beta_mem``, ``duplex``, ``cores`` and ``ranks_per_host`` are the
+    optional host terms of the module doc; their defaults leave the plain lines.
     """
 
     alpha: float
@@ -65,9 +94,41 @@ class CostParams:
     gamma: float
     mpi: dict = field(default_factory=dict)
     source: str = "defaults"
+    beta_mem: float | None = None
+    cache_bytes: float | None = None
+    duplex: float = 1.0
+    cores: int | None = None
+    ranks_per_host: int | None = None
+    gamma_mem: float | None = None
 
     def p2p(self, nbytes: float) -> float:
-        return self.alpha + self.beta * nbytes
+        return message_time(nbytes, self)
+
+    def slowdown(self, p: int) -> float:
+        """s = max(1, ranks_on_host / cores) with p ranks busy at once, ranks_on_host =
+        min(p, ranks_per_host); 1 when ``cores`` or ``ranks_per_host`` is unset."""
+        if not self.cores or not self.ranks_per_host:
+            return 1.0
+        return max(1.0, min(p, self.ranks_per_host) / self.cores)
+
+
+def message_time(nbytes: float, params: CostParams, exchange: bool = False,
+                 s: float = 1.0) -> float:
+    """alpha + s [beta min(m, C) + d beta_mem max(0, m - C)], d = duplex for an exchange
+    (Sendrecv of m bytes each way), else 1."""
+    c = math.inf if params.cache_bytes is None else params.cache_bytes
+    bm = params.beta if params.beta_mem is None else params.beta_mem
+    over = max(0.0, nbytes - c)
+    d = params.duplex if exchange else 1.0
+    return params.alpha + s * (params.beta * min(nbytes, c) + (d * bm * over if over else 0.0))
+
+
+def reduce_time(nbytes: float, params: CostParams, s: float = 1.0) -> float:
+    """s [gamma min(m, C) + gamma_mem max(0, m - C)] for one add of m bytes."""
+    c = math.inf if params.cache_bytes is None else params.cache_bytes
+    gm = params.gamma if params.gamma_mem is None else params.gamma_mem
+    over = max(0.0, nbytes - c)
+    return s * (params.gamma * min(nbytes, c) + (gm * over if over else 0.0))
 
 
 # What calibrate measured at -n 2 on a 2-vCPU development host (shared memory, mpi4py buffer
@@ -83,35 +144,49 @@ PRESETS = {
 
 
 def p2p_time(nbytes: float, params: CostParams = DEFAULT) -> float:
-    """alpha + beta * n."""
-    return params.alpha + params.beta * nbytes
+    """One-way message: alpha + beta * n (piecewise beyond the cache, see message_time)."""
+    return message_time(nbytes, params)
+
+
+def _steps(algorithm: str, p: int):
+    """(one-way, exchanges, reductions) along the critical path: lists of (count, size / n,
+    ranks busy at once); a reduction's size is bytes reduced / n."""
+    if algorithm == "naive":  # one sender and the root at a time; the root adds alone
+        return [(2 * (p - 1), 1.0, 2)], [], [(p - 1, 1.0, 1)]
+    if algorithm == "tree":  # level k: pairs (v, v + 2^k), v a multiple of 2^(k+1)
+        one, red = [], []
+        for k in range(math.ceil(math.log2(p))):
+            pairs = len(range(0, p - (1 << k), 1 << (k + 1)))
+            one.append((2, 1.0, 2 * pairs))     # one message up, one down the tree
+            red.append((1, 1.0, pairs))
+        return one, [], red
+    if algorithm == "rd":
+        k = p.bit_length() - 1          # log2 of q, the largest power of two <= p
+        q, r = 1 << k, p - (1 << k)     # r ranks beyond q fold in first, get the result after
+        return ([(2, 1.0, 2 * r)] if r else [], [(k, 1.0, q)],
+                [(k, 1.0, q)] + ([(1, 1.0, r)] if r else []))
+    if algorithm == "ring":
+        return [], [(2 * (p - 1), 1.0 / p, p)], [(p - 1, 1.0 / p, p)]
+    raise ConfigError(f"unknown algorithm {algorithm!r}: use one of {', '.join(ALGORITHMS)}, mpi")
 
 
 def allreduce_line(algorithm: str, p: int, params: CostParams = DEFAULT) -> tuple[float, float]:
-    """(a, b) with T(n) = a + b n for ``algorithm`` on p ranks (formulas in the module doc)."""
-    al, be, ga = params.alpha, params.beta, params.gamma
+    """(a, b) with T(n) = a + b n for ``algorithm`` on p ranks: the in-cache line (alpha,
+    beta, gamma only; exact when the host terms are unset)."""
     if p < 1:
         raise ConfigError(f"p must be >= 1, got {p}")
     if p == 1:
         return 0.0, 0.0
-    if algorithm == "naive":
-        return 2 * (p - 1) * al, 2 * (p - 1) * be + (p - 1) * ga
-    if algorithm == "tree":
-        L = math.ceil(math.log2(p))
-        return 2 * L * al, L * (2 * be + ga)
-    if algorithm == "rd":
-        k = p.bit_length() - 1          # log2 of q, the largest power of two <= p
-        extra = p != 1 << k             # ranks beyond q fold in first, get the result after
-        return (k + 2 * extra) * al, k * (be + ga) + extra * (2 * be + ga)
-    if algorithm == "ring":
-        f = (p - 1) / p
-        return 2 * (p - 1) * al, 2 * f * be + f * ga
     if algorithm == "mpi":
         fit = params.mpi.get(p) or params.mpi.get(str(p))
         if fit:
             return float(fit[0]), float(fit[1])
         raise ConfigError(f"no fitted MPI Allreduce line at p={p}: calibrate at that p")
-    raise ConfigError(f"unknown algorithm {algorithm!r}: use one of {', '.join(ALGORITHMS)}, mpi")
+    one, ex, red = _steps(algorithm, p)
+    msgs = sum(c for c, _, _ in one + ex)
+    sent = sum(c * f for c, f, _ in one + ex)
+    reduced = sum(c * f for c, f, _ in red)
+    return msgs * params.alpha, sent * params.beta + reduced * params.gamma
 
 
 def _has_mpi(p: int, params: CostParams) -> bool:
@@ -119,11 +194,23 @@ def _has_mpi(p: int, params: CostParams) -> bool:
 
 
 def allreduce_time(algorithm: str, p: int, nbytes: float, params: CostParams = DEFAULT) -> float:
-    """Predicted seconds of one allreduce of ``nbytes`` per rank on p ranks."""
-    if algorithm == "mpi" and not _has_mpi(p, params):
-        return min(allreduce_time(a, p, nbytes, params) for a in ALGORITHMS)
-    a, b = allreduce_line(algorithm, p, params)
-    return a + b * nbytes
+    """Predicted seconds of one allreduce of ``nbytes`` per rank on p ranks: the sum of its
+    messages (``message_time`` at the size each really is) and s gamma per byte reduced."""
+    if algorithm == "mpi":
+        if not _has_mpi(p, params):
+            return min(allreduce_time(a, p, nbytes, params) for a in ALGORITHMS)
+        a, b = allreduce_line(algorithm, p, params)
+        return a + b * nbytes
+    if p < 1:
+        raise ConfigError(f"p must be >= 1, got {p}")
+    if p == 1:
+        _steps(algorithm, 2)  # an unknown name still fails
+        return 0.0
+    one, ex, red = _steps(algorithm, p)
+    s = params.slowdown  # of the ranks busy in that step
+    t = sum(c * message_time(f * nbytes, params, False, s(a)) for c, f, a in one)
+    t += sum(c * message_time(f * nbytes, params, True, s(a)) for c, f, a in ex)
+    return t + sum(c * reduce_time(f * nbytes, params, s(a)) for c, f, a in red)
 
 
 def best_algorithm(p: int, nbytes: float, params: CostParams = DEFAULT,
@@ -133,33 +220,38 @@ def best_algorithm(p: int, nbytes: float, params: CostParams = DEFAULT,
 
 
 def crossovers(p: int, params: CostParams = DEFAULT, algorithms=ALGORITHMS,
-               max_bytes: float = 2.0**40) -> list[tuple[float, str]]:
-    """Lower envelope of the lines: [(from_bytes, algorithm), ...], starting at 0 bytes.
+               max_bytes: float = 2.0**40, per_octave: int = 8) -> list[tuple[float, str]]:
+    """Where the cheapest algorithm changes: [(from_bytes, algorithm), ...], from 0 bytes.
 
-    From 0 take the smallest intercept; then, among lines with a smaller slope, the one met
-    first at n* = (a_j - a_i) / (b_i - b_j) takes over, until no line is cheaper per byte.
+    ``best_algorithm`` on a grid (0, then 1 B to ``max_bytes`` at ``per_octave`` points per
+    doubling); between two grid points whose best differ, bisect to the first size where
+    the best changes, record it, and go on from there until the right end's best is reached
+    (so a segment narrower than the grid is not skipped).
     """
-    # "mpi" without a fit at this p is not a line (it is the envelope itself): leave it out
+    # "mpi" without a fit at this p is the envelope itself, not a curve of its own
     algorithms = [a for a in algorithms if a != "mpi" or _has_mpi(p, params)]
-    lines = {a: allreduce_line(a, p, params) for a in algorithms}
-    cur = min(algorithms, key=lambda a: (lines[a][0], lines[a][1]))
-    n, out = 0.0, [(0.0, cur)]
-    while True:
-        a0, b0 = lines[cur]
-        nxt = None
-        for alg in algorithms:
-            a1, b1 = lines[alg]
-            if b1 < b0:
-                x = max((a1 - a0) / (b0 - b1), n)
-                if x < max_bytes and (nxt is None or (x, b1) < (nxt[0], lines[nxt[1]][1])):
-                    nxt = (x, alg)
-        if nxt is None:
-            return out
-        n, cur = nxt
-        if out[-1][0] == n:  # two lines beat the old one at the same size: keep the later
-            out[-1] = (n, cur)
-        else:
-            out.append((n, cur))
+
+    def best(n):
+        return best_algorithm(p, n, params, algorithms)
+
+    steps = int(math.log2(max_bytes) * per_octave)
+    grid = [0.0] + [2.0 ** (i / per_octave) for i in range(steps + 1)]
+    out = [(0.0, best(0.0))]
+    for lo, hi in zip(grid, grid[1:]):
+        b_hi = best(hi)
+        while out[-1][1] != b_hi:
+            cur, left, right = out[-1][1], max(lo, out[-1][0]), hi
+            while right - left > 1e-12 * right:
+                mid = (left + right) / 2
+                if best(mid) == cur:
+                    left = mid
+                else:
+                    right = mid
+            if out[-1][0] == right:  # two changes at one size: keep the later
+                out[-1] = (right, best(right))
+            else:
+                out.append((right, best(right)))
+    return out
 
 
 def dp_step(p: int, compute_time: float, grad_bytes: float, params: CostParams = DEFAULT,
@@ -227,10 +319,15 @@ def load(path=None, fallback: bool = True) -> CostParams:
         raise ConfigError(f"no calibration at {path}: run python -m minipar.bench calibrate")
     try:
         data = json.loads(path.read_text())
+        opt = {k: data.get(k) for k in ("beta_mem", "cache_bytes", "cores", "ranks_per_host",
+                                        "gamma_mem")}
         return CostParams(alpha=float(data["alpha"]), beta=float(data["beta"]),
                           gamma=float(data["gamma"]),
                           mpi={int(k): tuple(v) for k, v in data.get("mpi", {}).items()},
-                          source=str(data.get("source", path)))
+                          source=str(data.get("source", path)),
+                          duplex=float(data.get("duplex", 1.0)),
+                          **{k: (None if v is None else type_(v)) for (k, v), type_ in
+                             zip(opt.items(), (float, float, int, int, float))})
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"calibration file {path} is unreadable ({exc}): "
                           "run calibrate again") from None
