@@ -53,12 +53,12 @@ import numpy as np
 
 from minipar import launch
 from minipar.errors import ConfigError, DataError
-from minipar.models.kneser_ney import FALLBACK
+from minipar.models.kneser_ney import discounts_from_t
 from minipar.models.ngram_counts import (NGramCounts, count_ngrams, sort_unique_rows,
                                          split_sentences)
 from minipar.runlog import choose_run_dir, write_summary
 
-__all__ = ["owner", "shuffle", "exchange_counts", "kn_statistics", "discounts_from_t",
+__all__ = ["owner", "shuffle", "exchange_counts", "kn_statistics",
            "gather_counts", "parallel_counts", "run_ngram"]
 
 _FNV_OFFSET, _FNV_PRIME = np.uint64(0xCBF29CE484222325), np.uint64(0x100000001B3)
@@ -113,16 +113,6 @@ def exchange_counts(comm, local: NGramCounts) -> list:
     return owned
 
 
-def discounts_from_t(t, order: int) -> tuple:
-    """(D1, D2, D3+) from counts-of-counts t[1..4] (t[0] unused), as kneser_ney.py."""
-    t = np.asarray(t, dtype=np.float64)
-    if (t[1:4] == 0).any():
-        return FALLBACK
-    Y = t[1] / (t[1] + 2 * t[2])
-    D = tuple(float(j - (j + 1) * Y * t[j + 1] / t[j]) for j in (1, 2, 3))
-    return FALLBACK if any(not 0.0 <= d <= j for j, d in enumerate(D, start=1)) else D
-
-
 def kn_statistics(comm, owned: list, bos: int):
     """Step 5: (adjusted counts of the owned grams per order, t (N, 5) summed, discounts)."""
     N = len(owned)
@@ -147,7 +137,7 @@ def kn_statistics(comm, owned: list, bos: int):
     t = np.ascontiguousarray(t, dtype=np.int64)
     with comm.phase("counts-of-counts"):
         comm.allreduce(t)
-    return a, t, [discounts_from_t(t[k], k + 1) for k in range(N)]
+    return a, t, [discounts_from_t(t[k], k + 1)[0] for k in range(N)]
 
 
 def gather_counts(comm, owned: list, sentences: int, tokens: int, root: int = 0):

@@ -17,7 +17,7 @@ from minipar import train
 from minipar.config import TrainConfig
 from minipar.data import load_corpus
 from minipar.errors import ConfigError
-from minipar.models.kneser_ney import FALLBACK, estimate_discounts
+from minipar.models.kneser_ney import FALLBACK, discounts_from_t, estimate_discounts
 from minipar.models.ngram import NGramModel, load_model
 from minipar.parallel.comm import init
 
@@ -162,6 +162,6 @@ def test_discounts_from_counts_of_counts_match_kneser_ney(seed):
         a = rng.integers(0 if seed == 5 else 1, 3, size=500)
     t = np.bincount(np.minimum(a[a > 0], 5), minlength=6)[:5]
     D, _ = estimate_discounts(a, 2)
-    assert NP.discounts_from_t(t, 2) == D
+    assert discounts_from_t(t, 2)[0] == D  # what the ranks compute from summed t
     if seed >= 4:
         assert D == FALLBACK

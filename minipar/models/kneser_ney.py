@@ -59,9 +59,13 @@ def adjusted_counts(grams, counts, sfx, bos: int) -> list:
     return a
 
 
-def estimate_discounts(a: np.ndarray, order: int):
-    """(D1, D2, D3+) from counts-of-counts of adjusted counts ``a``; (discounts, warning)."""
-    t = np.bincount(np.minimum(a[a > 0], 5), minlength=6)[:5].astype(np.float64)
+def discounts_from_t(t, order: int):
+    """(D1, D2, D3+) from counts-of-counts t[1..4] (t[0] unused); (discounts, warning).
+
+        Y = t1 / (t1 + 2 t2),   D_k = k - (k + 1) Y t_{k+1} / t_k      (k = 1, 2, 3)
+
+    When some t_k is 0 or some D_k leaves [0, k], the fallback 0.5, 1, 1.5 with a warning."""
+    t = np.asarray(t, dtype=np.float64)
     if (t[1:4] == 0).any():
         missing = [j for j in (1, 2, 3) if t[j] == 0]
         return FALLBACK, (f"{order}-gram discounts: no {order}-grams with adjusted count "
@@ -73,6 +77,11 @@ def estimate_discounts(a: np.ndarray, order: int):
             return FALLBACK, (f"{order}-gram discount D{j} = {d:.4g} is outside [0, {j}]; "
                               f"using fallback discounts 0.5 1 1.5")
     return D, None
+
+
+def estimate_discounts(a: np.ndarray, order: int):
+    """(D1, D2, D3+) from counts-of-counts of adjusted counts ``a``; (discounts, warning)."""
+    return discounts_from_t(np.bincount(np.minimum(a[a > 0], 5), minlength=6)[:5], order)
 
 
 def kn_tables(index, grams, counts, bos: int):
