@@ -110,6 +110,8 @@ def test_save_and_load(tmp_path, monkeypatch):
     assert json.loads(path.read_text())["alpha"] == 2e-6
     back = cm.load(path)
     assert back == CostParams(2e-6, 3e-10, 1e-10, mpi={2: (1e-6, 2e-10)}, source="test")
+    pts = CostParams(2e-6, 3e-10, 1e-10, mpi={4: ((64, 3e-6), (1024, 5e-6))}, source="test")
+    assert cm.load(cm.save(pts, tmp_path / "pts.json")) == pts
     monkeypatch.setenv("MINIPAR_CALIBRATION", str(tmp_path / "none.json"))
     assert cm.default_path() == tmp_path / "none.json"
     assert cm.load() is DEFAULT
@@ -165,14 +167,39 @@ def test_duplex_only_affects_exchanges_beyond_the_cache():
         assert allreduce_time(alg, 2, 1e5, HOST) == allreduce_time(alg, 2, 1e5, full)
 
 
-def test_ring_messages_are_chunks_of_n_over_p():
+def test_cache_share_follows_the_working_set_not_the_message():
     c, p = 1 << 20, 4
-    n = 4.0 * c  # chunks of exactly C: nothing beyond the cache
     flat = CostParams(alpha=1e-6, beta=1e-10, gamma=5e-11)
     piecewise = CostParams(alpha=1e-6, beta=1e-10, gamma=5e-11, beta_mem=9e-10, cache_bytes=c)
-    assert allreduce_time("ring", p, n, piecewise) == pytest.approx(
-        allreduce_time("ring", p, n, flat))
-    assert allreduce_time("rd", p, n, piecewise) > allreduce_time("rd", p, n, flat)
+    # a buffer the cache holds: the ring's chunks cost what the plain line says
+    assert allreduce_time("ring", p, c, piecewise) == pytest.approx(
+        allreduce_time("ring", p, c, flat))
+    # n = 4C: chunks of C bytes, but the cache holds a quarter of the 4C it cycles through
+    n, h = 4.0 * c, 0.25
+    chunk = 1e-6 + n / p * (h * 1e-10 + (1 - h) * 9e-10)
+    want = 2 * (p - 1) * chunk + (p - 1) * n / p * 5e-11  # gamma_mem unset: gamma
+    assert allreduce_time("ring", p, n, piecewise) == pytest.approx(want, rel=1e-12)
+    assert cm.message_time(c, piecewise, wset=n) == pytest.approx(chunk)
+    assert cm.message_time(c, piecewise) == pytest.approx(flat.p2p(c))  # alone: W = m
+    # with W = m the share rule is the piecewise line: beta C + beta_mem (m - C)
+    assert cm.message_time(n, piecewise) == pytest.approx(1e-6 + 1e-10 * c + 9e-10 * (n - c))
+    # still piecewise linear in n beyond C: equal steps in n give equal steps in time
+    t = [allreduce_time("ring", p, k * c, piecewise) for k in (2, 3, 4)]
+    assert t[2] - t[1] == pytest.approx(t[1] - t[0], rel=1e-9)
+
+
+def test_mpi_points_are_interpolated_on_log_log_axes():
+    pts = [(1024, 1e-5), (4096, 4e-5), (16384, 1e-4)]
+    params = CostParams(1e-6, 1e-10, 1e-10, mpi={2: pts})
+    assert allreduce_time("mpi", 2, 4096, params) == pytest.approx(4e-5)
+    assert allreduce_time("mpi", 2, 2048, params) == pytest.approx(2e-5)  # geometric mean
+    assert allreduce_time("mpi", 2, 8, params) == pytest.approx(1e-5)     # below: the first
+    assert allreduce_time("mpi", 2, 32768, params) == pytest.approx(2e-4)  # beyond: t n / n_last
+    sizes = [1024 * 2 ** (i / 4) for i in range(17)]
+    times = [allreduce_time("mpi", 2, n, params) for n in sizes]
+    assert times == sorted(times)  # rising points give a rising curve
+    a, b = allreduce_line("mpi", 2, params)  # the summary line through the points
+    assert a >= 0 and b > 0
 
 
 def test_oversubscription_factor():
@@ -209,3 +236,20 @@ def test_crossovers_agree_with_best_algorithm(p, scale):
 def test_host_terms_saved_and_loaded(tmp_path):
     back = cm.load(cm.save(HOST, tmp_path / "host.json"))
     assert back == HOST
+
+
+def test_gamma_recv_prices_adds_whose_working_set_fits_a_core_cache(tmp_path):
+    base = CostParams(alpha=1e-6, beta=1e-10, gamma=5e-11, cache_bytes=16 << 20,
+                      gamma_mem=2e-10)
+    recv = CostParams(**{**base.__dict__, "private_bytes": 2 << 20, "gamma_recv": 3e-10})
+    assert cm.reduce_time(1 << 20, recv) == pytest.approx(3e-10 * (1 << 20))
+    assert cm.reduce_time(1 << 20, recv, s=2) == pytest.approx(2 * 3e-10 * (1 << 20))
+    # a small chunk of a large buffer: the working set decides, not the chunk
+    assert cm.reduce_time(1 << 20, recv, wset=8 << 20) == cm.reduce_time(1 << 20, base)
+    assert cm.reduce_time(64 << 20, recv) == cm.reduce_time(64 << 20, base)
+    # messages do not change; the ring at 1 MiB pays (p-1)/p n gamma_recv for its adds
+    n = 1 << 20
+    extra = allreduce_time("ring", 4, n, recv) - allreduce_time("ring", 4, n, base)
+    assert extra == pytest.approx(3 * (n / 4) * (3e-10 - 5e-11))
+    back = cm.load(cm.save(recv, tmp_path / "r.json"))
+    assert back == recv

@@ -8,6 +8,7 @@ from mpiutil import run_mpi
 
 from minipar import grid
 from minipar.bench import costcheck
+from minipar.errors import UserError
 from minipar.parallel import costmodel as cm
 from minipar.parallel.schedule import assign_grid, lpt
 
@@ -93,3 +94,18 @@ def test_costcheck_compares_saved_runs(tmp_path, capsys):
     assert (tmp_path / "t.md").read_text().startswith("p = 2")
     assert costcheck.main(["--ranks", "2", "--from", f"2={saved}", "--calibration",
                            str(tmp_path / "none.json")]) == 2
+
+
+def test_costcheck_repeats_report_median_and_range():
+    params = cm.CostParams(alpha=1e-6, beta=1e-9, gamma=0.0, source="test")
+    base = [dict(algo="ring", ranks=2, bytes=1 << 20, time_us=t) for t in (1100.0,)]
+    runs = [costcheck.compare([dict(base[0], time_us=t)], params) for t in (1000, 1100, 1600)]
+    (row,) = costcheck.aggregate(runs)
+    pred = 2 + 1048.576
+    assert row["time_us"] == 1100 and row["predicted_us"] == pytest.approx(pred)
+    assert row["lo"] == pytest.approx(1000 / pred) and row["hi"] == pytest.approx(1600 / pred)
+    assert row["ok"] == 2 and row["repeats"] == 3  # 1600 / 1050 = 1.52 is outside 25%
+    assert "(1.05; 0.95-1.52)" in costcheck.table([row], params)
+    assert "| 2 | ring | 1 of 1 | 1.05 - 1.05 | 2 of 3 |" in costcheck.summary([row])
+    with pytest.raises(UserError, match="--repeat"):
+        costcheck.run(["--repeat", "0"])

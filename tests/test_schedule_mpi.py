@@ -5,7 +5,7 @@ import json
 import pytest
 from mpiutil import run_code, run_mpi
 
-from minipar.bench import predict
+from minipar.bench import calibrate, predict
 from minipar.parallel.comm import init
 from minipar.parallel.schedule import PlanError, execute_plan, list_schedule, lpt
 
@@ -65,7 +65,12 @@ def test_calibrate_saves_positive_parameters(tmp_path):
     assert "alpha" in proc.stdout and "saved" in proc.stdout
     data = json.loads(out.read_text())
     assert data["alpha"] > 0 and data["beta"] > 0 and data["gamma"] > 0
-    assert "2" in data["mpi"]
+    pts = data["mpi"]["2"]  # MPI's Allreduce at 1.5x the ping-pong sizes, for interpolation
+    assert [n for n, _ in pts] == [3 * n // 2 for n in (128, 512, 2048, 8192, 32768, 131072,
+                                                        262144)]
+    assert all(t > 0 for _, t in pts)
+    if calibrate.private_cache():
+        assert data["gamma_recv"] > 0 and data["private_bytes"] == calibrate.private_cache()
 
 
 def test_predict_writes_tables_and_plots(tmp_path, capsys):

@@ -21,11 +21,21 @@ gamma, gamma_mem
     reduction step does) of 4 to 64 MiB by factors of 2; slowest rank. gamma is the median
     seconds per byte of the adds of at most C bytes (else of the smallest), gamma_mem the
     slope beyond C fitted to the adds of at least 2C, as for beta_mem.
+private_bytes, gamma_recv
+    private_bytes is this core's L2 (from /sys/devices/system/cpu/cpu0/cache; none found:
+    no term). gamma_recv is the add as a reduction step does it, on working sets that fit
+    there: rank 0 receives m bytes from rank 1 and adds them into the buffer it sent back
+    the step before (a tree's root), m from 64 KiB to private_bytes / 2 by factors of 4;
+    the median seconds per byte over those sizes. On the development host it was 2-4x
+    gamma: the received bytes are still in the other core's cache.
 cores, ranks_per_host
     ``os.cpu_count()`` and the ranks on this host ($MPI_LOCALNRANKS, else the communicator
     size): the model slows beta and gamma by max(1, ranks_on_host / cores).
 mpi
-    MPI's own Allreduce at this p, fitted to a + b * n: the "mpi" line of the model.
+    MPI's own Allreduce at this p, at 1.5x the ping-pong's sizes (96 B to 1.5x the top):
+    the model interpolates these points, so the powers of two that costcheck times are
+    predicted between two measurements, never read off one. Why points, not a line: MPICH
+    changes algorithm and protocol with size (its cost per byte doubles from 32 MiB here).
 
 ``--quick`` (tests): up to 256 KiB, 5 ms per size, adds of 1 to 4 MiB, no exchange (so no
 beta_mem and duplex 1). The result goes to ~/.cache/minipar/calibration.json (or --out, or
@@ -163,6 +173,44 @@ def reduction(sizes, budget: float) -> list[float]:
     return out
 
 
+def private_cache() -> int | None:
+    """Bytes of cpu0's level-2 cache from sysfs, or None."""
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        for idx in sorted(os.listdir(base)):
+            d = os.path.join(base, idx)
+            with open(os.path.join(d, "level")) as f:
+                if f.read().strip() != "2":
+                    continue
+            with open(os.path.join(d, "size")) as f:
+                return _size(f.read().strip())
+    except (OSError, UserError):
+        return None
+    return None
+
+
+def reduce_after_recv(comm, sizes, budget: float) -> list[float]:
+    """Median seconds per byte of the add in a reduction step, per size: rank 0 receives m
+    bytes from rank 1 and adds them into the buffer it sent back the step before."""
+    out = []
+    for n in sizes:
+        x, tmp = np.ones(n // 4, np.float32), np.ones(n // 4, np.float32)
+        adds = []
+        for _ in range(_reps(comm, budget / 20, budget)):
+            comm.barrier()
+            if comm.rank == 0:
+                comm.recv(tmp, 1, 9)
+                t0 = time.perf_counter()
+                np.add(x, tmp, out=x)
+                adds.append(time.perf_counter() - t0)
+                comm.send(x, 1, 10)
+            elif comm.rank == 1:
+                comm.send(x, 0, 9)
+                comm.recv(x, 0, 10)
+        out.append(comm.bcast_obj(statistics.median(adds) / n if adds else None, 0))
+    return out
+
+
 def mpi_allreduce(comm, sizes, budget: float) -> list[float]:
     """Median seconds of MPI's Allreduce (float32, in place) per size, slowest rank."""
     out = []
@@ -219,7 +267,10 @@ def run(argv=None) -> int:
     comm.barrier()
     p2p_t = ping_pong(comm, msg_sizes, budget)
     ex_t = exchange(comm, big, budget)
-    mpi_sizes = [n for n in msg_sizes if n >= 64]
+    private = private_cache()
+    recv_sizes = _sizes(64 << 10, private // 2) if private else []
+    recv_g = reduce_after_recv(comm, recv_sizes, budget) if recv_sizes else []
+    mpi_sizes = [n * 3 // 2 for n in msg_sizes if n >= 64]
     mpi_t = mpi_allreduce(comm, mpi_sizes, budget)
     if comm.rank != 0:
         return 0
@@ -234,12 +285,14 @@ def run(argv=None) -> int:
                 or [gam_t[0] / red_sizes[0]])
     gamma = statistics.median(in_cache)
     gamma_mem = None if beta_mem is None else fit_mem(red_sizes, gam_t, 0.0, gamma, cache, 2)
-    mpi_line = cm.fit_line(mpi_sizes, mpi_t)
+    mpi_pts = [(n, t) for n, t in zip(mpi_sizes, mpi_t)]
     params = cm.CostParams(
-        alpha, beta, gamma, mpi={comm.size: mpi_line},
+        alpha, beta, gamma, mpi={comm.size: mpi_pts},
         source=f"calibrate on {comm.size} ranks, {time.strftime('%Y-%m-%d')}",
         beta_mem=beta_mem, cache_bytes=float(cache) if beta_mem is not None else None,
         duplex=duplex, cores=cores, gamma_mem=gamma_mem,
+        private_bytes=float(private) if recv_g else None,
+        gamma_recv=statistics.median(recv_g) if recv_g else None,
         ranks_per_host=int(os.environ.get("MPI_LOCALNRANKS") or comm.size))
     print(_table("ping-pong (one way)", msg_sizes, p2p_t, params.p2p))
     if big:
@@ -248,13 +301,18 @@ def run(argv=None) -> int:
     print(_table("float32 add (slowest rank)", red_sizes, gam_t,
                  lambda n: cm.reduce_time(n, params)))
     print(_table(f"MPI Allreduce, p={comm.size}", mpi_sizes, mpi_t,
-                 lambda n: mpi_line[0] + mpi_line[1] * n))
+                 lambda n: cm.mpi_time(mpi_pts, n)))
+    if recv_g:
+        print("add after a receive (working set in a core's own cache, L2 "
+              f"{private >> 10} KiB)\n{'bytes':>10} {'ns/B':>7}\n" + "\n".join(
+                  f"{n:>10} {g * 1e9:>7.4f}" for n, g in zip(recv_sizes, recv_g)))
     bw = f"{1 / beta / 1e9:.2f} GB/s" if beta > 0 else "inf"
     rate = f"{1 / gamma / 1e9:.2f} GB/s" if gamma > 0 else "inf"
     mem = "-" if beta_mem is None else f"{beta_mem * 1e9:.4f} ns/B"
     print(f"alpha {alpha * 1e6:.2f} us, beta {beta * 1e9:.4f} ns/B ({bw}), "
           f"gamma {gamma * 1e9:.4f} ns/B ({rate}); C {cache} B, beta_mem {mem}, "
-          f"duplex {duplex:.2f}, gamma_mem {(gamma_mem or gamma) * 1e9:.4f} ns/B; "
+          f"duplex {duplex:.2f}, gamma_mem {(gamma_mem or gamma) * 1e9:.4f} ns/B, gamma_recv "
+          f"{(params.gamma_recv or gamma) * 1e9:.4f} ns/B; "
           f"{params.ranks_per_host} ranks on {params.cores} cores: "
           f"s = {params.slowdown(comm.size):.2f}")
     for note in comm.notes:

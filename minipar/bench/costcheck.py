@@ -1,9 +1,9 @@
 """Cost model against measurement: predicted vs measured allreduce time per algorithm and p.
 
-    mpiexec -n 2 python -m minipar.bench calibrate        # first: alpha, beta, gamma, MPI's line
+    mpiexec -n 2 python -m minipar.bench calibrate        # first: alpha, beta, gamma, MPI's times
     python -m minipar.bench costcheck [--ranks 2,4] [--sizes 8,1K,64K,1M,16M,64M] [--iters 20]
         [--algos ring,tree,rd,naive,mpi] [--calibration PATH | --calibration 2=A.json,4=B.json]
-        [--calibrate DIR] [--from 2=p2.json,4=p4.json] [--save DIR] [--out table.md]
+        [--calibrate DIR] [--repeat K] [--from 2=p2.json,4=p4.json] [--save DIR] [--out table.md]
 
 For every p in ``--ranks`` this runs (one process, no mpiexec around it)
 
@@ -20,6 +20,12 @@ that p's benchmark, so both see the same load on a shared host. ``--from`` reads
 ``collectives --json`` output instead of running it. The summary counts, per p and
 algorithm, the sizes above 64 KiB whose ratio lies in [0.75, 1.25] (within 25% of the
 prediction).
+
+``--repeat K`` does all of it K times (calibration included, with ``--calibrate``): each
+cell shows the median measured time, the median prediction and the median ratio with the
+range of the K ratios, so the run-to-run spread of this host stands beside the model's
+error; the summary counts a size by its median ratio and also says in how many repeats
+it was within 25%.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -105,6 +112,25 @@ def compare(rows, params) -> list[dict]:
     return out
 
 
+def aggregate(runs) -> list[dict]:
+    """K lists of compared rows -> one row per (p, bytes, algo): medians of the measured
+    time, prediction and ratio, the lowest and highest ratio (``lo``, ``hi``) and the
+    number of repeats within 25% (``ok``)."""
+    cells: dict = {}
+    for rows in runs:
+        for r in rows:
+            cells.setdefault((r["ranks"], r["bytes"], r["algo"]), []).append(r)
+    out = []
+    for (p, n, a), rs in cells.items():
+        ratios = [r["ratio"] for r in rs]
+        out.append(dict(ranks=p, bytes=n, algo=a, ratio=statistics.median(ratios),
+                        time_us=statistics.median(r["time_us"] for r in rs),
+                        predicted_us=statistics.median(r["predicted_us"] for r in rs),
+                        lo=min(ratios), hi=max(ratios), repeats=len(rs),
+                        ok=sum(0.75 <= x <= 1.25 for x in ratios)))
+    return out
+
+
 def table(rows, params) -> str:
     """One Markdown table per p: a row per size, "measured / predicted (ratio)" per algorithm."""
     p = rows[0]["ranks"]
@@ -114,33 +140,49 @@ def table(rows, params) -> str:
     if params.cache_bytes is not None and params.beta_mem is not None:
         host = (f", C {_fmt(int(params.cache_bytes))}, beta_mem {params.beta_mem * 1e9:.4g} ns/B, "
                 f"duplex {params.duplex:.3g}")
+    if params.gamma_recv is not None and params.private_bytes:
+        host += (f", gamma_recv {params.gamma_recv * 1e9:.4g} ns/B up to "
+                 f"{_fmt(int(params.private_bytes))}")
     host += f", s {params.slowdown(p):.3g}" if params.slowdown(p) != 1 else ""
-    lines = [f"p = {p}; parameters: {params.source} (alpha {params.alpha * 1e6:.3g} us, beta "
-             f"{params.beta * 1e9:.4g} ns/B, gamma {params.gamma * 1e9:.4g} ns/B{host}); "
-             "cells: measured / predicted us (ratio)", "",
+    k = max(r.get("repeats", 1) for r in rows)
+    which = f"the last of {k} calibrations, " if k > 1 else ""
+    lines = [f"p = {p}; parameters: {which}{params.source} (alpha {params.alpha * 1e6:.3g} us, "
+             f"beta {params.beta * 1e9:.4g} ns/B, gamma {params.gamma * 1e9:.4g} ns/B{host}); "
+             "cells: measured / predicted us (ratio" + ("; range over repeats" if k > 1 else "")
+             + ")", "",
              "| bytes | " + " | ".join(algos) + " |", "|---:|" + "---:|" * len(algos)]
     for n in sorted({r["bytes"] for r in rows}):
         cells = []
         for a in algos:
             r = cell.get((n, a))
-            cells.append("-" if r is None else
-                         f"{_us(r['time_us'])} / {_us(r['predicted_us'])} ({r['ratio']:.2f})")
+            if r is None:
+                cells.append("-")
+                continue
+            spread = f"; {r['lo']:.2f}-{r['hi']:.2f}" if r.get("repeats", 1) > 1 else ""
+            cells.append(f"{_us(r['time_us'])} / {_us(r['predicted_us'])} "
+                         f"({r['ratio']:.2f}{spread})")
         lines.append(f"| {_fmt(n)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def summary(rows) -> str:
     """Sizes above 64 KiB within 25%, and the range of ratios there, per algorithm."""
-    lines = ["| p | algorithm | sizes > 64 KiB within 25% | ratio range there |",
-             "|---:|:---|---:|:---|"]
+    k = max(r.get("repeats", 1) for r in rows)
+    lines = ["| p | algorithm | sizes > 64 KiB within 25% | ratio range there |"
+             + (f" size-repeats within 25% (of {k} each) |" if k > 1 else ""),
+             "|---:|:---|---:|:---|" + ("---:|" if k > 1 else "")]
     for p in sorted({r["ranks"] for r in rows}):
         for a in dict.fromkeys(r["algo"] for r in rows):
-            big = [r["ratio"] for r in rows if r["ranks"] == p and r["algo"] == a
+            big = [r for r in rows if r["ranks"] == p and r["algo"] == a
                    and r["bytes"] > THRESHOLD]
             if not big:
                 continue
-            ok = sum(0.75 <= x <= 1.25 for x in big)
-            lines.append(f"| {p} | {a} | {ok} of {len(big)} | {min(big):.2f} - {max(big):.2f} |")
+            ratios = [r["ratio"] for r in big]
+            ok = sum(0.75 <= x <= 1.25 for x in ratios)
+            line = f"| {p} | {a} | {ok} of {len(big)} | {min(ratios):.2f} - {max(ratios):.2f} |"
+            if k > 1:
+                line += f" {sum(r['ok'] for r in big)} of {sum(r['repeats'] for r in big)} |"
+            lines.append(line)
     return "\n".join(lines)
 
 
@@ -157,6 +199,8 @@ def run(argv=None) -> int:
     ap.add_argument("--out", help="also write the tables (Markdown) here")
     ap.add_argument("--save", help="directory: keep each run's rows as collectives-pP.json "
                     "(for --from)")
+    ap.add_argument("--repeat", type=int, default=1, help="run everything K times: median "
+                    "and range of the ratios per cell (default 1)")
     ap.add_argument("--calibrate", metavar="DIR", help="calibrate at each p right before its "
                     "benchmark (same host load), saving DIR/calibration-pP.json")
     args = ap.parse_args(argv)
@@ -166,23 +210,31 @@ def run(argv=None) -> int:
         raise UserError(f"--ranks {args.ranks!r}: give rank counts separated by commas") from None
     for s in args.sizes.split(","):
         parse_size(s)  # bad sizes fail here, not inside mpiexec
+    if args.repeat < 1 or (args.repeat > 1 and args.source):
+        raise UserError(f"--repeat {args.repeat}: give 1 or more, and not with --from")
     cals = _per_p(args.calibration, ranks, "--calibration")
     saved = _per_p(args.source, ranks, "--from")
+    runs: dict = {p: [] for p in ranks}
+    for rep in range(args.repeat):
+        tag = f"-r{rep + 1}" if args.repeat > 1 else ""
+        for p in ranks:
+            if args.calibrate and p not in saved:
+                cals[p] = str(Path(args.calibrate) / f"calibration-p{p}{tag}.json")
+                _bench(p, ["calibrate", "--out", cals[p]], args.timeout)
+            params = cm.load(cals.get(p), fallback=False)  # no file: "run calibrate first"
+            if p in saved:
+                text = Path(saved[p]).read_text()
+                rows = json.loads(text[text.index("["):])
+            else:
+                rows = measure(p, args.sizes, args.iters, args.algos, args.timeout)
+                if args.save:
+                    Path(args.save).mkdir(parents=True, exist_ok=True)
+                    (Path(args.save) / f"collectives-p{p}{tag}.json").write_text(json.dumps(rows))
+            runs[p].append((params, compare(rows, params)))
     parts, every = [], []
     for p in ranks:
-        if args.calibrate and p not in saved:
-            cals[p] = str(Path(args.calibrate) / f"calibration-p{p}.json")
-            _bench(p, ["calibrate", "--out", cals[p]], args.timeout)
-        params = cm.load(cals.get(p), fallback=False)  # no file: "run calibrate first"
-        if p in saved:
-            text = Path(saved[p]).read_text()
-            rows = json.loads(text[text.index("["):])
-        else:
-            rows = measure(p, args.sizes, args.iters, args.algos, args.timeout)
-            if args.save:
-                Path(args.save).mkdir(parents=True, exist_ok=True)
-                (Path(args.save) / f"collectives-p{p}.json").write_text(json.dumps(rows))
-        rows = compare(rows, params)
+        params = runs[p][-1][0]  # the table's header shows the last calibration
+        rows = aggregate([r for _, r in runs[p]]) if args.repeat > 1 else runs[p][0][1]
         every += rows
         parts.append(table(rows, params))
     parts.append("Sizes above 64 KiB whose measured time is within 25% of the prediction "

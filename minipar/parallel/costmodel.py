@@ -6,11 +6,15 @@ Three numbers describe the machine (Hockney's model plus a reduction rate):
     beta    seconds per byte sent (1 / bandwidth)
     gamma   seconds per byte reduced (one elementwise add of two buffers)
 
-Four more, optional, describe one host (unset, each leaves the model as above):
+More, optional, describe one host (unset, each leaves the model as above):
 
-    cache_bytes  C: bytes a message may have before its copies leave the cache (None: no limit)
-    beta_mem     seconds per byte beyond C (None: beta)
-    gamma_mem    seconds per byte reduced beyond C (None: gamma)
+    cache_bytes  C: bytes of a working set the cache holds (None: no limit)
+    beta_mem     seconds per byte sent from beyond C (None: beta)
+    gamma_mem    seconds per byte reduced from beyond C (None: gamma)
+    private_bytes, gamma_recv
+                 a core's own cache (L2) and the seconds per byte of an add whose working
+                 set fits in it: the bytes just received are then still in the sending
+                 core's cache and cross between cores line by line (None: gamma)
     duplex       cost of an exchange's bytes beyond C relative to a one-way message's:
                  1 = full duplex, 2 = half duplex (two copies through the same memory)
     cores, ranks_per_host
@@ -19,24 +23,31 @@ Four more, optional, describe one host (unset, each leaves the model as above):
                  (ranks share cores); ranks_per_host None means one rank per core (s = 1),
                  what the predictions to 1,024 ranks assume
 
-A one-way message of m bytes takes
+A one-way message of m bytes, part of an operation on a buffer of W bytes (its working
+set: the allreduce's whole buffer; W = m for a lone message), takes
 
-    t(m) = alpha + s [beta min(m, C) + beta_mem max(0, m - C)]
+    t(m) = alpha + s m [h beta + (1 - h) beta_mem],    h = min(1, C / W)
 
-(continuous, piecewise linear) and an exchange (Sendrecv of m bytes each way) takes
-alpha + s [beta min(m, C) + duplex beta_mem max(0, m - C)]. One add of m bytes takes
-s [gamma min(m, C) + gamma_mem max(0, m - C)] (gamma_mem None: gamma).
+(h: the share of the buffer the cache holds). For W = m > C this is alpha + s [beta C +
+beta_mem (m - C)]: continuous, piecewise linear in m. An exchange (Sendrecv of m bytes each
+way) pays duplex beta_mem for its share beyond the cache; one add of m bytes takes
+s m [h gamma + (1 - h) gamma_mem] (gamma_mem None: gamma), or s m gamma_recv when W fits
+in private_bytes. Why W and not m: the ring sends
+chunks of n/p bytes, but cycles through all n; at n = 64 MiB on 4 ranks its 16 MiB chunks
+come from memory, not from a 16 MiB cache (measured: 1.64x slower than the m rule said).
 For an allreduce of n bytes on each of p ranks, with L = ceil(log2 p), k = floor(log2 p)
 and extra = [p is not a power of two], each algorithm is a count of messages of the size
-it really sends (collectives.py) plus the bytes it reduces, along the critical path:
+it really sends (collectives.py) plus the bytes it reduces, along the critical path, all
+with W = n:
 
     naive  2(p-1) one-way messages of n              + (p-1) n reduced      (b = 2; adds 1)
     tree   2L one-way messages of n                  + L n reduced          (b = 2 pairs_k)
     rd     k exchanges of n, 2 extra one-way of n    + (k + extra) n reduced (b = q; 2r)
     ring   2(p-1) exchanges of n/p                   + (p-1)/p n reduced    (b = p)
 
-    mpi    MPI's own Allreduce: a line a + b n fitted at that p when calibrated, else the
-           best of the four above
+    mpi    MPI's own Allreduce: measured by calibrate at that p on its own grid of sizes and
+           interpolated (straight lines between the points on log-log axes; beyond the
+           largest, time grows in proportion to n); uncalibrated, the best of the four above
 
 (b: ranks busy at once; tree level k has pairs_k = |{v = 0, 2^(k+1), ... : v + 2^k < p}|
 sending pairs and pairs_k adding ranks; rd's q = 2^k ranks exchange, its r = p - q extra
@@ -72,7 +83,7 @@ from minipar.errors import ConfigError
 
 __all__ = [
     "CostParams", "DEFAULT", "PRESETS", "ALGORITHMS", "p2p_time", "message_time",
-    "reduce_time", "allreduce_line",
+    "reduce_time", "mpi_time", "allreduce_line",
     "allreduce_time", "best_algorithm", "crossovers", "dp_step", "dp_scaling", "fit_line",
     "default_path", "save", "load",
 ]
@@ -84,9 +95,11 @@ ALGORITHMS = ("naive", "tree", "rd", "ring")
 class CostParams:
     """Machine parameters: alpha [s], beta [s/byte], gamma [s/byte reduced].
 
-    ``mpi`` maps a rank count p to the fitted line (a, b) of MPI's Allreduce at that p.
-    ``cache_bytes``, ``beta_mem``, ``duplex``, ``cores`` and ``ranks_per_host`` are the
-    optional host terms of the module doc; their defaults leave the plain lines.
+    ``mpi`` maps a rank count p to MPI's Allreduce measured at that p: a list of
+    (bytes, seconds) points (or a line (a, b), as older calibration files hold).
+    ``cache_bytes``, ``beta_mem``, ``gamma_mem``, ``private_bytes``, ``gamma_recv``, ``duplex``,
+    ``cores`` and ``ranks_per_host`` are the optional host terms of the module doc; their
+    defaults leave the plain lines.
     """
 
     alpha: float
@@ -100,6 +113,8 @@ class CostParams:
     cores: int | None = None
     ranks_per_host: int | None = None
     gamma_mem: float | None = None
+    private_bytes: float | None = None
+    gamma_recv: float | None = None
 
     def p2p(self, nbytes: float) -> float:
         return message_time(nbytes, self)
@@ -112,23 +127,57 @@ class CostParams:
         return max(1.0, min(p, self.ranks_per_host) / self.cores)
 
 
+def _cached(params: CostParams, wset: float) -> float:
+    """h = min(1, C / W): the share of a W-byte working set the cache holds."""
+    c = params.cache_bytes
+    return 1.0 if c is None or wset <= c else c / wset
+
+
 def message_time(nbytes: float, params: CostParams, exchange: bool = False,
-                 s: float = 1.0) -> float:
-    """alpha + s [beta min(m, C) + d beta_mem max(0, m - C)], d = duplex for an exchange
-    (Sendrecv of m bytes each way), else 1."""
-    c = math.inf if params.cache_bytes is None else params.cache_bytes
+                 s: float = 1.0, wset: float | None = None) -> float:
+    """alpha + s m [h beta + (1 - h) d beta_mem], h = min(1, C / W), W = ``wset`` (default
+    m), d = duplex for an exchange (Sendrecv of m bytes each way), else 1."""
+    h = _cached(params, nbytes if wset is None else wset)
     bm = params.beta if params.beta_mem is None else params.beta_mem
-    over = max(0.0, nbytes - c)
     d = params.duplex if exchange else 1.0
-    return params.alpha + s * (params.beta * min(nbytes, c) + (d * bm * over if over else 0.0))
+    per_byte = params.beta if h == 1.0 else h * params.beta + (1 - h) * d * bm
+    return params.alpha + s * nbytes * per_byte
 
 
-def reduce_time(nbytes: float, params: CostParams, s: float = 1.0) -> float:
-    """s [gamma min(m, C) + gamma_mem max(0, m - C)] for one add of m bytes."""
-    c = math.inf if params.cache_bytes is None else params.cache_bytes
+def reduce_time(nbytes: float, params: CostParams, s: float = 1.0,
+                wset: float | None = None) -> float:
+    """s m [h gamma + (1 - h) gamma_mem] for one add of m bytes, h as in message_time;
+    s m gamma_recv when the working set fits in private_bytes (both set)."""
+    w = nbytes if wset is None else wset
+    if params.gamma_recv is not None and params.private_bytes and w <= params.private_bytes:
+        return s * nbytes * params.gamma_recv
+    h = _cached(params, w)
     gm = params.gamma if params.gamma_mem is None else params.gamma_mem
-    over = max(0.0, nbytes - c)
-    return s * (params.gamma * min(nbytes, c) + (gm * over if over else 0.0))
+    return s * nbytes * (params.gamma if h == 1.0 else h * params.gamma + (1 - h) * gm)
+
+
+def mpi_time(points, nbytes: float) -> float:
+    """MPI's Allreduce from measured (bytes, seconds) points: straight lines between them on
+    log-log axes; below the smallest, its time; beyond the largest, t_last n / n_last."""
+    pts = sorted((float(n), float(t)) for n, t in points)
+    if nbytes <= pts[0][0]:
+        return pts[0][1]
+    if nbytes >= pts[-1][0]:
+        return pts[-1][1] * nbytes / pts[-1][0]
+    for (n0, t0), (n1, t1) in zip(pts, pts[1:]):
+        if nbytes <= n1:
+            f = math.log(nbytes / n0) / math.log(n1 / n0)
+            return t0 * (t1 / t0) ** f
+
+
+def _mpi_fit(params: CostParams, p: int):
+    """The calibrated MPI data at p: a list of points, a line (a, b), or None."""
+    fit = params.mpi.get(p) or params.mpi.get(str(p))
+    return fit or None
+
+
+def _is_points(fit) -> bool:
+    return isinstance(fit[0], (list, tuple))
 
 
 # What calibrate measured at -n 2 on a 2-vCPU development host (shared memory, mpi4py buffer
@@ -178,7 +227,9 @@ def allreduce_line(algorithm: str, p: int, params: CostParams = DEFAULT) -> tupl
     if p == 1:
         return 0.0, 0.0
     if algorithm == "mpi":
-        fit = params.mpi.get(p) or params.mpi.get(str(p))
+        fit = _mpi_fit(params, p)
+        if fit and _is_points(fit):  # the line through the points, for a summary
+            return fit_line(*zip(*fit))
         if fit:
             return float(fit[0]), float(fit[1])
         raise ConfigError(f"no fitted MPI Allreduce line at p={p}: calibrate at that p")
@@ -190,15 +241,19 @@ def allreduce_line(algorithm: str, p: int, params: CostParams = DEFAULT) -> tupl
 
 
 def _has_mpi(p: int, params: CostParams) -> bool:
-    return p == 1 or bool(params.mpi.get(p) or params.mpi.get(str(p)))
+    return p == 1 or _mpi_fit(params, p) is not None
 
 
 def allreduce_time(algorithm: str, p: int, nbytes: float, params: CostParams = DEFAULT) -> float:
     """Predicted seconds of one allreduce of ``nbytes`` per rank on p ranks: the sum of its
-    messages (``message_time`` at the size each really is) and s gamma per byte reduced."""
+    messages (``message_time`` at the size each really is, working set ``nbytes``) and its
+    adds (``reduce_time``)."""
     if algorithm == "mpi":
         if not _has_mpi(p, params):
             return min(allreduce_time(a, p, nbytes, params) for a in ALGORITHMS)
+        fit = _mpi_fit(params, p)
+        if fit and _is_points(fit):
+            return mpi_time(fit, nbytes)
         a, b = allreduce_line(algorithm, p, params)
         return a + b * nbytes
     if p < 1:
@@ -208,9 +263,9 @@ def allreduce_time(algorithm: str, p: int, nbytes: float, params: CostParams = D
         return 0.0
     one, ex, red = _steps(algorithm, p)
     s = params.slowdown  # of the ranks busy in that step
-    t = sum(c * message_time(f * nbytes, params, False, s(a)) for c, f, a in one)
-    t += sum(c * message_time(f * nbytes, params, True, s(a)) for c, f, a in ex)
-    return t + sum(c * reduce_time(f * nbytes, params, s(a)) for c, f, a in red)
+    t = sum(c * message_time(f * nbytes, params, False, s(a), nbytes) for c, f, a in one)
+    t += sum(c * message_time(f * nbytes, params, True, s(a), nbytes) for c, f, a in ex)
+    return t + sum(c * reduce_time(f * nbytes, params, s(a), nbytes) for c, f, a in red)
 
 
 def best_algorithm(p: int, nbytes: float, params: CostParams = DEFAULT,
@@ -320,14 +375,15 @@ def load(path=None, fallback: bool = True) -> CostParams:
     try:
         data = json.loads(path.read_text())
         opt = {k: data.get(k) for k in ("beta_mem", "cache_bytes", "cores", "ranks_per_host",
-                                        "gamma_mem")}
+                                        "gamma_mem", "private_bytes", "gamma_recv")}
         return CostParams(alpha=float(data["alpha"]), beta=float(data["beta"]),
                           gamma=float(data["gamma"]),
-                          mpi={int(k): tuple(v) for k, v in data.get("mpi", {}).items()},
+                          mpi={int(k): (tuple(map(tuple, v)) if _is_points(v) else tuple(v))
+                               for k, v in data.get("mpi", {}).items()},
                           source=str(data.get("source", path)),
                           duplex=float(data.get("duplex", 1.0)),
                           **{k: (None if v is None else type_(v)) for (k, v), type_ in
-                             zip(opt.items(), (float, float, int, int, float))})
+                             zip(opt.items(), (float, float, int, int, float, float, float))})
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"calibration file {path} is unreadable ({exc}): "
                           "run calibrate again") from None
