@@ -109,3 +109,16 @@ def test_costcheck_repeats_report_median_and_range():
     assert "| 2 | ring | 1 of 1 | 1.05 - 1.05 | 2 of 3 |" in costcheck.summary([row])
     with pytest.raises(UserError, match="--repeat"):
         costcheck.run(["--repeat", "0"])
+
+
+@pytest.mark.mpi
+def test_steps_benchmark_times_the_parts_of_a_reduction_step():
+    out = run_mpi(2, ["-m", "minipar.bench", "steps", "--sizes", "1K,64K", "--seconds",
+                      "0.005", "--json"], timeout=60).stdout
+    rows = json.loads(out[out.index("["):])
+    assert [r["bytes"] for r in rows] == [1024, 65536] and rows[0]["ranks"] == 2
+    for r in rows:
+        assert min(r["exchange"], r["add"], r["exchange_add"]) > 0
+        assert r["excess"] == pytest.approx(r["exchange_add"] - r["exchange"] - r["add"])
+    proc = run_mpi(2, ["-m", "minipar.bench", "steps", "--sizes", "0"], timeout=60, check=False)
+    assert proc.returncode != 0 and "bad size" in proc.stderr
