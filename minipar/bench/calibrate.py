@@ -16,9 +16,12 @@ duplex
     the median of (t_exchange(m) - alpha - beta C) / (beta_mem (m - C)), which for large m
     is t_exchange(m) / t_pingpong(m): 1 for full duplex, 2 for half duplex.
 gamma, gamma_mem
-    Ranks 0 .. cores-1 at once (one per core, so the oversubscription factor s is not
-    counted twice) add two float32 buffers in place (``np.add(a, b, out=a)``, what a
-    reduction step does) of 4 to 64 MiB by factors of 2; slowest rank. gamma is the median
+    Ranks 0 .. cores-1 at once (one per core) add two float32 buffers in place
+    (``np.add(a, b, out=a)``, what a reduction step does) of 4 to 64 MiB by factors of 2;
+    slowest rank. The other ranks wait in MPI meanwhile, and with more ranks than cores
+    they take turns on the cores: at 4 ranks on 2 cores gamma and gamma_recv come out
+    about twice their 2-rank values, a slowdown the model then counts again with s
+    (docs/benchmarks.md, run 7, says what that does to the predictions). gamma is the median
     seconds per byte of the adds of at most C bytes (else of the smallest), gamma_mem the
     slope beyond C fitted to the adds of at least 2C, as for beta_mem.
 private_bytes, gamma_recv
