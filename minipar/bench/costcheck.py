@@ -112,6 +112,11 @@ def compare(rows, params) -> list[dict]:
     return out
 
 
+def within(ratio: float) -> bool:
+    """The target: measured within 25% of the prediction, 0.75 <= ratio <= 1.25."""
+    return 0.75 <= ratio <= 1.25
+
+
 def aggregate(runs) -> list[dict]:
     """K lists of compared rows -> one row per (p, bytes, algo): medians of the measured
     time, prediction and ratio, the lowest and highest ratio (``lo``, ``hi``) and the
@@ -127,7 +132,7 @@ def aggregate(runs) -> list[dict]:
                         time_us=statistics.median(r["time_us"] for r in rs),
                         predicted_us=statistics.median(r["predicted_us"] for r in rs),
                         lo=min(ratios), hi=max(ratios), repeats=len(rs),
-                        ok=sum(0.75 <= x <= 1.25 for x in ratios)))
+                        ok=sum(map(within, ratios))))
     return out
 
 
@@ -178,7 +183,7 @@ def summary(rows) -> str:
             if not big:
                 continue
             ratios = [r["ratio"] for r in big]
-            ok = sum(0.75 <= x <= 1.25 for x in ratios)
+            ok = sum(map(within, ratios))
             line = f"| {p} | {a} | {ok} of {len(big)} | {min(ratios):.2f} - {max(ratios):.2f} |"
             if k > 1:
                 line += f" {sum(r['ok'] for r in big)} of {sum(r['repeats'] for r in big)} |"
