@@ -253,3 +253,28 @@ def test_gamma_recv_prices_adds_whose_working_set_fits_a_core_cache(tmp_path):
     assert extra == pytest.approx(3 * (n / 4) * (3e-10 - 5e-11))
     back = cm.load(cm.save(recv, tmp_path / "r.json"))
     assert back == recv
+
+
+def test_loaded_steps_price_the_steps_with_more_busy_ranks_than_cores(tmp_path):
+    base = CostParams(alpha=1e-6, beta=1e-10, gamma=5e-11, cores=2, ranks_per_host=4)
+    x = ((8, 1e-4), (1 << 20, 3e-4))    # exchange
+    xa = ((8, 1.5e-4), (1 << 20, 5e-4))  # exchange, then the add
+    one = ((8, 9e-5), (1 << 20, 2e-4))   # one-way
+    ld = CostParams(**{**base.__dict__, "loaded": {"oneway": one, "exchange": x,
+                                                    "exchange_add": xa}})
+    n, p = 4 << 20, 4  # ring: chunks of 1 MiB, all 4 ranks busy on 2 cores
+    assert allreduce_time("ring", p, n, ld) == pytest.approx(3 * 5e-4 + 3 * 3e-4)
+    assert allreduce_time("rd", p, n / 4, ld) == pytest.approx(2 * 5e-4)
+    # naive keeps one pair busy at a time (s = 1): the loaded points do not apply
+    assert allreduce_time("naive", p, n, ld) == allreduce_time("naive", p, n, base)
+    # tree: level 0 has 4 ranks sending (loaded one-way), 2 adding (s = 1: gamma); level 1
+    # one pair (s = 1)
+    m = 1 << 20
+    level1 = 2 * cm.message_time(m, base, wset=m)
+    adds = 2 * cm.reduce_time(m, base, wset=m)
+    assert allreduce_time("tree", p, m, ld) == pytest.approx(2 * 2e-4 + level1 + adds)
+    # one rank per core: s = 1 everywhere, the plain terms
+    roomy = CostParams(**{**ld.__dict__, "cores": 4})
+    assert allreduce_time("ring", p, n, roomy) == allreduce_time(
+        "ring", p, n, CostParams(**{**base.__dict__, "cores": 4}))
+    assert cm.load(cm.save(ld, tmp_path / "ld.json")) == ld

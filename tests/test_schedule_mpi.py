@@ -1,6 +1,7 @@
 """Plans executed through the traced communicator, and the calibration benchmark."""
 
 import json
+import os
 
 import pytest
 from mpiutil import run_code, run_mpi
@@ -59,6 +60,21 @@ def test_execute_plan_matches_serial_and_trace_counts_messages():
 
 
 @pytest.mark.mpi
+def test_calibrate_measures_loaded_steps_when_ranks_outnumber_cores(tmp_path):
+    out = tmp_path / "cal.json"
+    proc = run_mpi(4, ["-m", "minipar.bench.calibrate", "--quick", "--out", str(out)],
+                   timeout=120)
+    loaded = json.loads(out.read_text())["loaded"]
+    if (os.cpu_count() or 1) >= 4:  # one rank per core: nothing to measure under load
+        assert loaded is None and "every rank busy" not in proc.stdout
+        return
+    assert "every rank busy" in proc.stdout
+    assert set(loaded) == {"oneway", "exchange", "exchange_add"}
+    for pts in loaded.values():
+        assert [n for n, _ in pts] == [8, 65536, 262144] and all(t > 0 for _, t in pts)
+
+
+@pytest.mark.mpi
 def test_calibrate_saves_positive_parameters(tmp_path):
     out = tmp_path / "cal.json"
     proc = run_mpi(2, ["-m", "minipar.bench.calibrate", "--quick", "--out", str(out)], timeout=90)
@@ -69,6 +85,7 @@ def test_calibrate_saves_positive_parameters(tmp_path):
     assert [n for n, _ in pts] == [3 * n // 2 for n in (128, 512, 2048, 8192, 32768, 131072,
                                                         262144)]
     assert all(t > 0 for _, t in pts)
+    assert data["loaded"] is None or (os.cpu_count() or 1) < 2
     if calibrate.private_cache():
         assert data["gamma_recv"] > 0 and data["private_bytes"] == calibrate.private_cache()
 

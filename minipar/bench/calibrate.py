@@ -20,8 +20,9 @@ gamma, gamma_mem
     (``np.add(a, b, out=a)``, what a reduction step does) of 4 to 64 MiB by factors of 2;
     slowest rank. The other ranks wait in MPI meanwhile, and with more ranks than cores
     they take turns on the cores: at 4 ranks on 2 cores gamma and gamma_recv come out
-    about twice their 2-rank values, a slowdown the model then counts again with s
-    (docs/benchmarks.md, run 7, says what that does to the predictions). gamma is the median
+    about twice their 2-rank values. Steps with more busy ranks than cores are priced by
+    ``loaded`` (below) instead; the others (naive, a tree's upper levels) keep those
+    values, and with them the cost of the ranks waiting beside them. gamma is the median
     seconds per byte of the adds of at most C bytes (else of the smallest), gamma_mem the
     slope beyond C fitted to the adds of at least 2C, as for beta_mem.
 private_bytes, gamma_recv
@@ -31,6 +32,14 @@ private_bytes, gamma_recv
     the step before (a tree's root), m from 64 KiB to private_bytes / 2 by factors of 4;
     the median seconds per byte over those sizes. On the development host it was 2-4x
     gamma: the received bytes are still in the other core's cache.
+loaded (only with more ranks than cores)
+    Every rank at once, in pairs (r with r XOR 1), times a one-way message (half a
+    ping-pong), an exchange, and an exchange followed by the add of what arrived
+    (``minipar.bench steps``), at 8 B, 64 KiB, 256 KiB, 1 MiB, 4 MiB, 16 MiB (those below
+    the top size) and the top size. The model prices a step in which ranks outnumber
+    cores with these points instead of alpha-beta-gamma times s: there a message waits
+    for its partner to get a core, which no per-byte term describes (on the development
+    host an exchange of 64-256 KiB took 250-340 us at 4 ranks, against 8-17 us at 2).
 cores, ranks_per_host
     ``os.cpu_count()`` and the ranks on this host ($MPI_LOCALNRANKS, else the communicator
     size): the model slows beta and gamma by max(1, ranks_on_host / cores).
@@ -56,6 +65,7 @@ import time
 import numpy as np
 
 from minipar import launch
+from minipar.bench import steps
 from minipar.errors import UserError
 from minipar.parallel import costmodel as cm
 
@@ -273,6 +283,13 @@ def run(argv=None) -> int:
     private = private_cache()
     recv_sizes = _sizes(64 << 10, private // 2) if private else []
     recv_g = reduce_after_recv(comm, recv_sizes, budget) if recv_sizes else []
+    loaded = None
+    if comm.size > cores:
+        load_sizes = sorted({n for n in (8, 64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20)
+                             if n < top} | {top})
+        rows = [steps.one_size(comm, n, budget) for n in load_sizes]
+        loaded = {k: tuple((n, r[k]) for n, r in zip(load_sizes, rows))
+                  for k in ("oneway", "exchange", "exchange_add")}
     mpi_sizes = [n * 3 // 2 for n in msg_sizes if n >= 64]
     mpi_t = mpi_allreduce(comm, mpi_sizes, budget)
     if comm.rank != 0:
@@ -295,7 +312,7 @@ def run(argv=None) -> int:
         beta_mem=beta_mem, cache_bytes=float(cache) if beta_mem is not None else None,
         duplex=duplex, cores=cores, gamma_mem=gamma_mem,
         private_bytes=float(private) if recv_g else None,
-        gamma_recv=statistics.median(recv_g) if recv_g else None,
+        gamma_recv=statistics.median(recv_g) if recv_g else None, loaded=loaded,
         ranks_per_host=int(os.environ.get("MPI_LOCALNRANKS") or comm.size))
     print(_table("ping-pong (one way)", msg_sizes, p2p_t, params.p2p))
     if big:
@@ -303,8 +320,13 @@ def run(argv=None) -> int:
                      lambda n: cm.message_time(n, params, exchange=True)))
     print(_table("float32 add (slowest rank)", red_sizes, gam_t,
                  lambda n: cm.reduce_time(n, params)))
+    if loaded:
+        print(f"every rank busy, in pairs (for steps with more busy ranks than cores)\n"
+              f"{'bytes':>10} {'one-way us':>11} {'exchange us':>12} {'exch+add us':>12}\n"
+              + "\n".join(f"{n:>10} {o * 1e6:>11.1f} {x * 1e6:>12.1f} {xa * 1e6:>12.1f}"
+                          for (n, o), (_, x), (_, xa) in zip(*loaded.values())))
     print(_table(f"MPI Allreduce, p={comm.size}", mpi_sizes, mpi_t,
-                 lambda n: cm.mpi_time(mpi_pts, n)))
+                 lambda n: cm.curve_time(mpi_pts, n)))
     if recv_g:
         print("add after a receive (working set in a core's own cache, L2 "
               f"{private >> 10} KiB)\n{'bytes':>10} {'ns/B':>7}\n" + "\n".join(

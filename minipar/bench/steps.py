@@ -50,7 +50,8 @@ def _loop(fn, budget: float, comm) -> float:
 
 
 def one_size(comm, m: int, budget: float) -> dict:
-    """Seconds of exchange, add and exchange+add of m bytes, and the excess."""
+    """Seconds of exchange, add, exchange+add and one-way (half a ping-pong) of m bytes,
+    and the excess."""
     peer = comm.rank ^ 1
     active = peer < comm.size
     a = np.empty(max(m // 4, 1), np.float32)
@@ -69,8 +70,17 @@ def one_size(comm, m: int, budget: float) -> dict:
         exchange()
         add()
 
+    def ping_pong():
+        if active and comm.rank % 2 == 0:
+            comm.send(a, peer, 12)
+            comm.recv(a, peer, 12)
+        elif active:
+            comm.recv(a, peer, 12)
+            comm.send(a, peer, 12)
+
     t = {name: _loop(fn, budget, comm) for name, fn in
          (("exchange", exchange), ("add", add), ("exchange_add", both))}
+    t["oneway"] = _loop(ping_pong, budget, comm) / 2
     t["excess"] = t["exchange_add"] - t["exchange"] - t["add"]
     return t
 

@@ -15,6 +15,11 @@ More, optional, describe one host (unset, each leaves the model as above):
                  a core's own cache (L2) and the seconds per byte of an add whose working
                  set fits in it: the bytes just received are then still in the sending
                  core's cache and cross between cores line by line (None: gamma)
+    loaded       with more ranks than cores: {"oneway", "exchange", "exchange_add"} ->
+                 (bytes, seconds) points measured with every rank busy in pairs; a step in
+                 which ranks outnumber cores (s > 1) costs these, read at its size
+                 (``curve_time``), instead of its alpha-beta-gamma terms times s: an add
+                 there costs exchange_add - exchange (None: s as below)
     duplex       cost of an exchange's bytes beyond C relative to a one-way message's:
                  1 = full duplex, 2 = half duplex (two copies through the same memory)
     cores, ranks_per_host
@@ -83,7 +88,7 @@ from minipar.errors import ConfigError
 
 __all__ = [
     "CostParams", "DEFAULT", "PRESETS", "ALGORITHMS", "p2p_time", "message_time",
-    "reduce_time", "mpi_time", "allreduce_line",
+    "reduce_time", "curve_time", "allreduce_line",
     "allreduce_time", "best_algorithm", "crossovers", "dp_step", "dp_scaling", "fit_line",
     "default_path", "save", "load",
 ]
@@ -97,9 +102,9 @@ class CostParams:
 
     ``mpi`` maps a rank count p to MPI's Allreduce measured at that p: a list of
     (bytes, seconds) points (or a line (a, b), as older calibration files hold).
-    ``cache_bytes``, ``beta_mem``, ``gamma_mem``, ``private_bytes``, ``gamma_recv``, ``duplex``,
-    ``cores`` and ``ranks_per_host`` are the optional host terms of the module doc; their
-    defaults leave the plain lines.
+    ``cache_bytes``, ``beta_mem``, ``gamma_mem``, ``private_bytes``, ``gamma_recv``,
+    ``loaded``, ``duplex``, ``cores`` and ``ranks_per_host`` are the optional host terms of
+    the module doc; their defaults leave the plain lines.
     """
 
     alpha: float
@@ -115,6 +120,7 @@ class CostParams:
     gamma_mem: float | None = None
     private_bytes: float | None = None
     gamma_recv: float | None = None
+    loaded: dict | None = None
 
     def p2p(self, nbytes: float) -> float:
         return message_time(nbytes, self)
@@ -156,9 +162,10 @@ def reduce_time(nbytes: float, params: CostParams, s: float = 1.0,
     return s * nbytes * (params.gamma if h == 1.0 else h * params.gamma + (1 - h) * gm)
 
 
-def mpi_time(points, nbytes: float) -> float:
-    """MPI's Allreduce from measured (bytes, seconds) points: straight lines between them on
-    log-log axes; below the smallest, its time; beyond the largest, t_last n / n_last."""
+def curve_time(points, nbytes: float) -> float:
+    """A time from measured (bytes, seconds) points (MPI's Allreduce, the loaded steps):
+    straight lines between them on log-log axes; below the smallest, its time; beyond the
+    largest, t_last n / n_last."""
     pts = sorted((float(n), float(t)) for n, t in points)
     if nbytes <= pts[0][0]:
         return pts[0][1]
@@ -253,7 +260,7 @@ def allreduce_time(algorithm: str, p: int, nbytes: float, params: CostParams = D
             return min(allreduce_time(a, p, nbytes, params) for a in ALGORITHMS)
         fit = _mpi_fit(params, p)
         if fit and _is_points(fit):
-            return mpi_time(fit, nbytes)
+            return curve_time(fit, nbytes)
         a, b = allreduce_line(algorithm, p, params)
         return a + b * nbytes
     if p < 1:
@@ -262,10 +269,20 @@ def allreduce_time(algorithm: str, p: int, nbytes: float, params: CostParams = D
         _steps(algorithm, 2)  # an unknown name still fails
         return 0.0
     one, ex, red = _steps(algorithm, p)
-    s = params.slowdown  # of the ranks busy in that step
-    t = sum(c * message_time(f * nbytes, params, False, s(a), nbytes) for c, f, a in one)
-    t += sum(c * message_time(f * nbytes, params, True, s(a), nbytes) for c, f, a in ex)
-    return t + sum(c * reduce_time(f * nbytes, params, s(a), nbytes) for c, f, a in red)
+    s, ld = params.slowdown, params.loaded  # s of the ranks busy in that step
+
+    def step(kind, m, b, exchange=False):
+        if ld and s(b) > 1:  # more busy ranks than cores: measured that way
+            if kind == "add":
+                return max(0.0, curve_time(ld["exchange_add"], m) - curve_time(ld["exchange"], m))
+            return curve_time(ld[kind], m)
+        if kind == "add":
+            return reduce_time(m, params, s(b), nbytes)
+        return message_time(m, params, exchange, s(b), nbytes)
+
+    t = sum(c * step("oneway", f * nbytes, a) for c, f, a in one)
+    t += sum(c * step("exchange", f * nbytes, a, True) for c, f, a in ex)
+    return t + sum(c * step("add", f * nbytes, a) for c, f, a in red)
 
 
 def best_algorithm(p: int, nbytes: float, params: CostParams = DEFAULT,
@@ -376,12 +393,15 @@ def load(path=None, fallback: bool = True) -> CostParams:
         data = json.loads(path.read_text())
         opt = {k: data.get(k) for k in ("beta_mem", "cache_bytes", "cores", "ranks_per_host",
                                         "gamma_mem", "private_bytes", "gamma_recv")}
+        loaded = data.get("loaded")
         return CostParams(alpha=float(data["alpha"]), beta=float(data["beta"]),
                           gamma=float(data["gamma"]),
                           mpi={int(k): (tuple(map(tuple, v)) if _is_points(v) else tuple(v))
                                for k, v in data.get("mpi", {}).items()},
                           source=str(data.get("source", path)),
                           duplex=float(data.get("duplex", 1.0)),
+                          loaded={k: tuple(map(tuple, v)) for k, v in loaded.items()}
+                          if loaded else None,
                           **{k: (None if v is None else type_(v)) for (k, v), type_ in
                              zip(opt.items(), (float, float, int, int, float, float, float))})
     except (ValueError, KeyError, TypeError) as exc:
