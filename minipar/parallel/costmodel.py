@@ -37,9 +37,9 @@ set: the allreduce's whole buffer; W = m for a lone message), takes
 beta_mem (m - C)]: continuous, piecewise linear in m. An exchange (Sendrecv of m bytes each
 way) pays duplex beta_mem for its share beyond the cache; one add of m bytes takes
 s m [h gamma + (1 - h) gamma_mem] (gamma_mem None: gamma), or s m gamma_recv when W fits
-in private_bytes. Why W and not m: the ring sends
-chunks of n/p bytes, but cycles through all n; at n = 64 MiB on 4 ranks its 16 MiB chunks
-come from memory, not from a 16 MiB cache (measured: 1.64x slower than the m rule said).
+in private_bytes. Why W and not m: the ring sends chunks of n/p bytes, but cycles through
+all n; at n = 64 MiB on 4 ranks its 16 MiB chunks come from memory, not from a 16 MiB
+cache (measured: 1.64x slower than the m rule said).
 For an allreduce of n bytes on each of p ranks, with L = ceil(log2 p), k = floor(log2 p)
 and extra = [p is not a power of two], each algorithm is a count of messages of the size
 it really sends (collectives.py) plus the bytes it reduces, along the critical path, all
