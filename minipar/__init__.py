@@ -4,8 +4,8 @@ A hand-written autograd engine on NumPy (CuPy on a GPU), language models on it, 
 explicit, visible parallelism with mpi4py. See README.md and docs/.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-from minipar import threads as _threads
+from minipar.core import threads as _threads
 
-_threads.apply()  # before NumPy loads: one BLAS thread budget per rank (see threads.py)
+_threads.apply()  # before NumPy loads: one BLAS thread budget per rank (see core/threads.py)

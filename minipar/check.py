@@ -23,50 +23,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-from dataclasses import dataclass
 
-from minipar.check_report import Report
-from minipar.errors import UserError
-
-
-@dataclass(frozen=True)
-class Task:
-    name: str
-    kind: str          # "mpi": graded under mpiexec; "local": in this process
-    signature: str
-    reference: str     # minipar's own implementation, which passes
-    stub: str          # the assignment to fill in
-    about: str
-
-
-TASKS = {t.name: t for t in [
-    Task("allreduce", "mpi", "f(comm, buf) -> sums buf over the ranks, in place",
-         "minipar.parallel.collectives:allreduce_ring", "minipar.assignments.ring_allreduce",
-         "any allreduce written with point-to-point messages (what --allreduce accepts)"),
-    Task("ring_allreduce", "mpi", "f(comm, buf) -> sums buf over the ranks, in place",
-         "minipar.parallel.collectives:allreduce_ring", "minipar.assignments.ring_allreduce",
-         "Task 5.1: the ring allreduce (reduce-scatter, then allgather around the ring)"),
-    Task("broadcast", "mpi", "f(comm, buf, root) -> root's buf everywhere, in place",
-         "minipar.parallel.collectives:broadcast_tree", "minipar.assignments.tree_broadcast",
-         "any broadcast written with point-to-point messages"),
-    Task("tree_broadcast", "mpi", "f(comm, buf, root) -> root's buf everywhere, in place",
-         "minipar.parallel.collectives:broadcast_tree", "minipar.assignments.tree_broadcast",
-         "Task 5.2: the binomial-tree broadcast (ceil(log2 p) rounds)"),
-    Task("kneser_ney", "local", "f(a, order) -> ((D1, D2, D3), warning or None)",
-         "minipar.models.kneser_ney:estimate_discounts", "minipar.assignments.kneser_ney",
-         "Task 2.1: the modified Kneser-Ney discounts from counts of counts"),
-    Task("lstm_backward", "local", "f(cache, dout, dh_n, dc_n) -> (dx, dh0, dc0, dw_ih, "
-         "dw_hh, db)", "minipar.check_lstm:reference_backward",
-         "minipar.assignments.lstm_backward", "Task 3.1: backpropagation through time for "
-         "one LSTM layer"),
-    Task("buckets", "local", "f(params, bucket_bytes) -> list of lists of parameter indices",
-         "minipar.parallel.sync:make_buckets", "minipar.assignments.buckets",
-         "Task 6.1: gradient buckets, last parameter first"),
-    Task("lpt", "local", "f(costs, p) -> list of p lists of task indices (or a Plan)",
-         "minipar.parallel.schedule:lpt", "minipar.assignments.lpt",
-         "Task 8.1: the longest-processing-time-first scheduler"),
-]}
+from minipar.grading.exercises import EXERCISES, grade_exercise, list_exercises
+from minipar.core.errors import UserError
 
 
 def _ranks(text: str) -> list[int]:
@@ -83,8 +42,8 @@ def _ranks(text: str) -> list[int]:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m minipar.check", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("task", nargs="?", choices=list(TASKS), metavar="TASK",
-                    help="what to grade: " + ", ".join(TASKS))
+    ap.add_argument("task", nargs="?", choices=list(EXERCISES), metavar="TASK",
+                    help="what to grade: " + ", ".join(EXERCISES))
     ap.add_argument("target", nargs="?", metavar="module:function",
                     help="your implementation (module on the path, or file.py:function); "
                          "default: minipar's own reference")
@@ -98,40 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def list_tasks() -> str:
-    lines = []
-    for t in TASKS.values():
-        lines += [f"{t.name:<15} {t.about}", f"{'':<15} signature: {t.signature}",
-                  f"{'':<15} reference: {t.reference}   stub: {t.stub}"]
-    return "\n".join(lines)
-
-
-def grade(task: str, target: str, ranks=(1, 2, 3, 4), timeout: float = 10.0) -> Report:
-    """Grade ``target`` ("module:function") on ``task``; returns the report."""
-    t0 = time.perf_counter()
-    report = Report(task, target)
-    spec = TASKS[task]
-    if spec.kind == "mpi":
-        from minipar.check_collective import grade as grade_mpi
-        from minipar.plugins import load_callable
-        try:
-            load_callable(target)  # a clear message now rather than one per rank
-        except UserError as exc:
-            report.add("loads", False, str(exc))
-        else:
-            grade_mpi(task, target, ranks, timeout, report)
-    else:
-        from minipar.check_local import grade as grade_local
-        grade_local(task, target, timeout, report)
-    report.seconds = time.perf_counter() - t0
-    return report
-
-
 def main(argv=None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
     if args.list:
-        print(list_tasks())
+        print(list_exercises())
         return 0
     if not args.task:
         ap.print_usage(sys.stderr)
@@ -144,7 +74,8 @@ def main(argv=None) -> int:
     except UserError as exc:
         print(f"minipar: error: {exc}", file=sys.stderr)
         return 2
-    report = grade(args.task, args.target or TASKS[args.task].reference, ranks, args.timeout)
+    target = args.target or EXERCISES[args.task].reference
+    report = grade_exercise(args.task, target, ranks, args.timeout)
     print(json.dumps(report.to_json(), indent=2) if args.json else report.format(), flush=True)
     return 0 if report.ok else 1
 

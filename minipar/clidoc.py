@@ -22,10 +22,10 @@ import re
 import sys
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
+from minipar.bench.__main__ import available, usage
 
 HERE = Path(__file__).resolve().parent
 DOC = HERE.parent / "docs" / "cli.md"
-INTERNAL = {"check_mpi"}  # started by other commands, not by people
 WIDTH = "100"
 
 
@@ -38,7 +38,7 @@ def commands() -> list[str]:
     found = []
     for path in sorted(HERE.glob("*.py")):
         name = path.stem
-        if name.startswith("_") or name in INTERNAL:
+        if name.startswith("_"):
             continue
         tree = ast.parse(path.read_text())
         if any(isinstance(n, ast.If) and "__main__" in ast.unparse(n.test) for n in tree.body):
@@ -105,7 +105,6 @@ def sections() -> list[tuple[str, str, str]]:
     out = []
     for module in commands():
         if module == "minipar.bench":
-            from minipar.bench.__main__ import available, usage
             out.append(("python -m minipar.bench", "the benchmarks", usage() + "\n"))
             for name in available():
                 parser = catch_parser(module, [name])
@@ -115,8 +114,8 @@ def sections() -> list[tuple[str, str, str]]:
             continue
         parser = catch_parser(module, [])
         if parser is None:
-            raise RuntimeError(f"{module}: main([]) builds no argparse parser; give it one "
-                               f"or add it to clidoc.INTERNAL")
+            raise RuntimeError(f"{module}: main([]) builds no argparse parser; a command "
+                               f"needs one (library code belongs in a package)")
         out.append((f"python -m {module}", _about(parser), _help(parser)))
         for sub, subparser, about in _subparsers(parser):
             out.append((f"python -m {module} {sub}", _about(subparser, about),

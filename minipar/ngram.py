@@ -22,8 +22,8 @@ import time
 
 from minipar.data.corpus import load_text_lines, split_lines
 from minipar.data.tokenize import Vocab
-from minipar.errors import ConfigError, UserError
-from minipar.models.ngram import SMOOTHINGS, NGramModel, load_model
+from minipar.core.errors import ConfigError, UserError
+from minipar.models.ngram_lm import SMOOTHINGS, NGramModel, load_model
 
 _SPLITS = {"builtin:train": 0, "builtin:valid": 1, "builtin:test": 2}
 

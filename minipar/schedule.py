@@ -14,18 +14,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-import numpy as np
 
-from minipar.errors import UserError
-from minipar.parallel.schedule import POLICIES, PlanError, make_plan
-from minipar.parallel.simulate import simulate
-
-
-def heavy_tail(n: int, seed: int = 0, shape: float = 1.5) -> list[float]:
-    """n task costs from a Pareto distribution (shape 1.5: a few tasks dwarf the rest), so
-    block and round-robin plans end up uneven. Same seed, same costs, on every rank."""
-    rng = np.random.default_rng(seed)
-    return [round(float(x), 3) for x in 1.0 + rng.pareto(shape, size=n)]
+from minipar.core.errors import UserError
+from minipar.data.synthetic import heavy_tail
+from minipar.planning.policies import POLICIES, make_plan
+from minipar.planning.actions import PlanError
+from minipar.planning.simulate import simulate
+from minipar.planning.pipeline_plan import in_flight, pipeline_plan
+from minipar.planning.gantt import plot_plan
 
 
 def _parse_deps(text: str) -> dict[int, list[int]]:
@@ -79,7 +75,6 @@ def run(argv=None) -> int:
     args = _parser().parse_args(argv)
     plans = []
     if args.pipeline:
-        from minipar.parallel.pipeline_plan import in_flight, pipeline_plan
         plan = pipeline_plan(args.pipeline, args.stages, args.micro_batches,
                              fwd=args.fwd, bwd=args.bwd)
         plans.append(plan)
@@ -105,7 +100,6 @@ def run(argv=None) -> int:
     for plan in plans:
         _show(plan, args)
     if args.plot:
-        from minipar.parallel.gantt import plot_plan
         print(f"wrote {plot_plan(plans[-1], args.plot, mode=args.mode)}")
     return 0
 

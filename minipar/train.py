@@ -1,8 +1,15 @@
 """``mpiexec -n 4 python -m minipar.train``: data-parallel training, every message visible.
 
-One training step, on every rank, reads top to bottom in ``train_step``:
+One training step, on every rank, reads top to bottom in
+:func:`minipar.training.loop.train_step`, each line a call into one room:
 
-    shard -> batch -> forward -> loss -> backward -> sync (communication) -> optimizer -> log
+    rows  = shard_rows(run, batch)          training/shard.py     shard: every rank's rows
+    mine  = shard_batch(batch, rows[r])     training/tasks.py     batch: this rank's rows
+    loss  = task.loss(model, mine, state)   models/ on nn/        forward + loss (a sum s_r)
+    (loss / n).backward()                   autograd/             backward: s_r / n
+    run.sync.step(opt, clip, count, n)      training/sync.py      sync over comm/, clip, step
+    comm.allreduce(flags)                   comm/                 global loss, stop requests
+    run.log.write(row)                      training/run_dir.py   log
 
 Each rank builds the same global batch, keeps its own rows of it (``--shard``), computes the
 sum of its loss terms s_r, back-propagates s_r / n (n: loss terms in the whole global batch),
@@ -12,112 +19,19 @@ without mpiexec runs the same code on one rank. ``--help`` lists every option.
 
 from __future__ import annotations
 
-import math
 import signal
 import sys
-import time
 
 import numpy as np
 
-from minipar import faults, launch
-from minipar.config import parse_args
-from minipar.parallel.comm import init
-from minipar.tasks import shard_batch
-from minipar.train_setup import (Divergence, evaluate, finish_run, save_checkpoint, setup,
-                                 shard_rows)
-
-
-# A cross-entropy of L nats per term gives the truth probability e^-L; past ~745 no float64
-# holds it, so a mean loss above LOSS_LIMIT means the run has diverged even if still finite.
-LOSS_LIMIT = 1000.0
-_stop = {"signal": None}
-_STOP_CODE = {"SIGINT": 1, "SIGTERM": 1000}  # summed over ranks by the metrics allreduce
-
-
-def _on_signal(signum, _frame):
-    """First SIGINT/SIGTERM: stop at the next step boundary, agreed through the metrics
-    allreduce, with a checkpoint. A second one: stop now (KeyboardInterrupt)."""
-    if _stop["signal"] is not None:
-        raise KeyboardInterrupt
-    _stop["signal"] = signal.Signals(signum).name
-
-
-def train_step(run, batch, state):
-    """One step on this rank; returns (global loss per term, loss terms, new recurrent
-    state, seconds from the sync to the end of the metrics allreduce)."""
-    comm, task, model = run.comm, run.task, run.model
-    tracer = comm.tracer
-    rows = shard_rows(run, batch)                                  # shard: every rank's rows
-    mine = shard_batch(batch, rows[comm.rank])                     # batch: this rank's rows
-    n = sum(task.count(shard_batch(batch, r)) for r in rows)       # loss terms, all ranks
-    with tracer.compute("forward"):
-        loss_sum, count, state = task.loss(model, mine, state)     # forward + loss (a sum)
-    run.local_terms += count
-    run.opt.zero_grad()
-    if count:
-        with tracer.compute("backward"):
-            (loss_sum * (1.0 / n)).backward()                      # my share of d(mean)/dw
-    skip = False
-    if faults.ACTIVE:                                              # planted faults (tests)
-        skip = faults.hit(comm.rank, run.step + 1, model.parameters())
-    t0 = time.perf_counter()
-    with comm.phase("sync"):
-        run.sync.step(run.opt, run.clip, count, n)                 # sync, clip, optimizer step
-    stop = _STOP_CODE.get(_stop["signal"], 0)
-    flags = np.array([loss_sum.item() if count else 0.0, stop,
-                      not math.isfinite(run.last_norm)], dtype=np.float64)
-    if not skip:
-        with comm.phase("metrics"):
-            comm.allreduce(flags)                                  # global loss, stop requests
-    comm_s = time.perf_counter() - t0
-    if flags[2] or not flags[0] / n <= LOSS_LIMIT:                # NaN fails "<=" too
-        what = "gradients" if flags[2] else "loss"
-        hint = "" if run.cfg.clip else " or set --clip"
-        raise Divergence(f"the {what} diverged at step {run.step + 1} (loss {flags[0] / n:.4g} "
-                         f"per term); lower --lr (now {run.tcfg.lr}){hint}; the last good "
-                         f"checkpoint is kept in {run.run_dir}")
-    if flags[1]:  # summed codes: 1000 and more means some rank got SIGTERM
-        run.stop_requested = "SIGTERM" if flags[1] >= 1000 else "SIGINT"
-    return flags[0] / n, n, state, comm_s
-
-
-def train_loop(run) -> None:
-    comm, cfg = run.comm, run.cfg
-    state, batches = run.state, None
-    t_start = time.perf_counter()
-    while run.step < run.total_steps:
-        epoch, pos = divmod(run.step, run.per_epoch)
-        if batches is None or pos == 0:
-            if pos == 0:
-                state = None  # each epoch starts the streams again
-            batches = run.task.batches(run.data.train, run.tcfg, epoch)
-            for _ in range(pos):  # resuming mid-epoch: skip what was already seen
-                next(batches)
-        comm.set_step(run.step + 1)
-        t0 = time.perf_counter()
-        loss, tokens, state, comm_s = train_step(run, next(batches), state)
-        dt = time.perf_counter() - t0
-        run.step += 1
-        run.state = state
-        row = {"step": run.step, "epoch": epoch, "loss": loss, "tokens": tokens,
-               "tokens_per_s": tokens / dt, "step_s": dt, "comm_s": comm_s}
-        run.log.write(row)
-        run.tokens += tokens
-        if comm.rank == 0 and not cfg.quiet and (run.step % cfg.log_every == 0
-                                                  or run.step == run.total_steps):
-            recent = run.log.rows[-cfg.log_every:]
-            share = sum(r["comm_s"] for r in recent) / max(sum(r["step_s"] for r in recent), 1e-9)
-            tps = sum(r["tokens"] for r in recent) / max(sum(r["step_s"] for r in recent), 1e-9)
-            print(f"step {run.step:>5}/{run.total_steps}  loss {loss:.4f}  "
-                  f"{tps:,.0f} tok/s  comm {100 * share:.0f}%  "
-                  f"{time.perf_counter() - t_start:.1f} s", flush=True)
-        if cfg.eval_every and run.step % cfg.eval_every == 0 and run.step < run.total_steps:
-            run.evals.append((run.step, evaluate(run)["loss"]))
-        if run.stop_requested:
-            break
-        if cfg.checkpoint_every and run.step % cfg.checkpoint_every == 0:
-            save_checkpoint(run)
-    run.train_s = time.perf_counter() - t_start
+from minipar.comm import launch
+from minipar.training import faults
+from minipar.training.config import parse_args
+from minipar.training.evaluate import finish_run
+from minipar.training.loop import train_loop, watch_signals
+from minipar.training.ngram_mapreduce import run_ngram
+from minipar.training.resume import save_checkpoint
+from minipar.training.run import setup
 
 
 def _main(argv, state) -> int:
@@ -125,15 +39,10 @@ def _main(argv, state) -> int:
         return 0  # help is printed once, by rank 0
     faults.check()
     cfg = parse_args(argv)
-    timeout = cfg.comm_timeout if cfg.comm_timeout > 0 else None
-    comm = init(trace=True, show_comm=cfg.show_comm, timeout=timeout,
-                check_collectives=cfg.check_collectives)
-    state["comm"], state["timeout"] = comm, timeout
-    _stop["signal"] = None
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, _on_signal)
+    comm = launch.start(state, show_comm=cfg.show_comm, check_collectives=cfg.check_collectives,
+                        timeout=cfg.comm_timeout if cfg.comm_timeout > 0 else None)
+    watch_signals()
     if cfg.model == "ngram":
-        from minipar.ngram_parallel import run_ngram
         return run_ngram(comm, cfg)
     # Overflow in a diverging run is reported once, by the divergence check, not as
     # NumPy warnings on every rank (a saturating exp in a sigmoid is not an error).

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from minipar import check
+from minipar.grading.exercises import EXERCISES, grade_exercise
 from minipar.assignments import TASKS
 from minipar.assignments.__main__ import main as assignments_main
-from minipar.plugins import load_callable
+from minipar.core.plugins import load_callable
 
 HERE = Path(check.__file__).resolve().parent / "assignments"
 
@@ -21,23 +22,23 @@ def test_stub_is_marked_and_documented(num):
     text = (HERE / stub).read_text()
     assert f"# TODO: Task {num}" in text
     assert f"python -m minipar.check {task} {stub[:-3]}:{fn}" in text
-    assert check.TASKS[task].stub == f"minipar.assignments.{stub[:-3]}"
+    assert EXERCISES[task].stub == f"minipar.assignments.{stub[:-3]}"
 
 
 @pytest.mark.parametrize("num", list(TASKS))
 def test_stub_takes_the_reference_arguments(num):
     task, stub, fn = TASKS[num]
     mine = inspect.signature(load_callable(f"minipar.assignments.{stub[:-3]}:{fn}"))
-    ref = inspect.signature(load_callable(check.TASKS[task].reference))
+    ref = inspect.signature(load_callable(EXERCISES[task].reference))
     want = [p for p in ref.parameters.values() if p.default is inspect.Parameter.empty]
     assert [p.name for p in mine.parameters.values()][:len(want)] == [p.name for p in want]
 
 
 @pytest.mark.parametrize("num", [n for n, (t, _, _) in TASKS.items()
-                                 if check.TASKS[t].kind == "local"])
+                                 if EXERCISES[t].kind == "local"])
 def test_local_stub_fails_with_its_task_number(num):
     task, stub, fn = TASKS[num]
-    report = check.grade(task, f"minipar.assignments.{stub[:-3]}:{fn}")
+    report = grade_exercise(task, f"minipar.assignments.{stub[:-3]}:{fn}")
     assert report.passed == 0 and report.total >= 4
     first = report.checks[0].message
     assert "not implemented yet" in first and f"Task {num}" in first and stub in first
@@ -46,10 +47,10 @@ def test_local_stub_fails_with_its_task_number(num):
 
 @pytest.mark.mpi
 @pytest.mark.parametrize("num", [n for n, (t, _, _) in TASKS.items()
-                                 if check.TASKS[t].kind == "mpi"])
+                                 if EXERCISES[t].kind == "mpi"])
 def test_collective_stub_fails_with_its_task_number(num):
     task, stub, fn = TASKS[num]
-    report = check.grade(task, f"minipar.assignments.{stub[:-3]}:{fn}", ranks=[2])
+    report = grade_exercise(task, f"minipar.assignments.{stub[:-3]}:{fn}", ranks=[2])
     assert report.passed == 0 and report.total == 4
     assert f"not implemented yet (NotImplementedError: Task {num}" in report.checks[0].message
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from minipar.autograd import Tensor, no_grad, ops
-from minipar.errors import CheckpointError
+from minipar.core.errors import CheckpointError
 from minipar.nn import Linear, Module
-from minipar.optim import SGD, Adam, clip_grad_norm
+from minipar.nn.optim import SGD, Adam, clip_grad_norm
 
 
 def test_gradient_accumulates_over_uses():

@@ -7,11 +7,14 @@ import textwrap
 import numpy as np
 import pytest
 
-from minipar import check, check_lstm
-from minipar.check import grade
-from minipar.check_report import Report
-from minipar.errors import ConfigError
-from minipar.plugins import get_scheduler, load_callable, plan_tasks
+from minipar import check
+from minipar.grading import bptt_checks
+from minipar.nn.lstm_numpy import forward as lstm_forward
+from minipar.grading.exercises import EXERCISES, grade_exercise
+from minipar.grading.report import Report
+from minipar.core.errors import ConfigError
+from minipar.planning.policies import get_scheduler, plan_tasks
+from minipar.core.plugins import load_callable
 
 PLANTED = textwrap.dedent('''
     import heapq
@@ -118,7 +121,7 @@ def planted(tmp_path_factory):
 
 @pytest.mark.parametrize("task", ["buckets", "lpt", "kneser_ney", "lstm_backward"])
 def test_minipar_reference_passes(task):
-    report = grade(task, check.TASKS[task].reference)
+    report = grade_exercise(task, EXERCISES[task].reference)
     assert report.ok and report.total >= 4, report.format()
 
 
@@ -133,23 +136,23 @@ def test_minipar_reference_passes(task):
     ("lstm_backward", "lstm_forget_gate_uses_c_t", "f gate block"),
 ])
 def test_planted_mistakes_fail_with_a_message(planted, task, fn, words):
-    report = grade(task, f"{planted}:{fn}", timeout=0.5 if fn == "lpt_endless" else 10.0)
+    report = grade_exercise(task, f"{planted}:{fn}", timeout=0.5 if fn == "lpt_endless" else 10.0)
     assert not report.ok
     assert any(words in c.message for c in report.checks if not c.ok), report.format()
 
 
 def test_a_correct_student_lstm_backward_passes(planted):
-    report = grade("lstm_backward", f"{planted}:lstm_good")
+    report = grade_exercise("lstm_backward", f"{planted}:lstm_good")
     assert report.ok, report.format()
 
 
 def test_reference_backward_matches_finite_differences():
-    cache, dout, dh_n, dc_n = check_lstm.make_case(2, 3, 2, 2, seed=5)
+    cache, dout, dh_n, dc_n = bptt_checks.make_case(2, 3, 2, 2, seed=5)
     args = [cache[k].copy() for k in ("x", "h0", "c0", "w_ih", "w_hh", "b")]
-    grads = check_lstm.reference_backward(cache, dout, dh_n, dc_n)
+    grads = bptt_checks.reference_backward(cache, dout, dh_n, dc_n)
 
     def loss(a):
-        out, h_n, c_n, _ = check_lstm.forward(*a)
+        out, h_n, c_n, _ = lstm_forward(*a)
         return (out * dout).sum() + (h_n * dh_n).sum() + (c_n * dc_n).sum()
     eps = 1e-6
     for k, a in enumerate(args):
@@ -165,15 +168,15 @@ def test_reference_backward_matches_finite_differences():
 
 
 def test_plain_forward_matches_the_fused_layer():
-    from minipar import backend as B
+    from minipar.core import backend
     from minipar.nn.lstm_fused import LSTMLayer
-    cache, *_ = check_lstm.make_case(3, 4, 2, 5, seed=6)
+    cache, *_ = bptt_checks.make_case(3, 4, 2, 5, seed=6)
     args = [cache[k] for k in ("x", "h0", "c0", "w_ih", "w_hh", "b")]
-    out, h_n, c_n, _ = check_lstm.forward(*args)
-    with B.dtype_scope("float64"):
+    out, h_n, c_n, _ = lstm_forward(*args)
+    with backend.dtype_scope("float64"):
         ref = LSTMLayer.apply(*args)
     for a, b in zip((out, h_n, c_n), ref):
-        np.testing.assert_allclose(a, B.to_numpy(b.data), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(a, backend.to_numpy(b.data), rtol=1e-12, atol=1e-12)
 
 
 def test_report_text_and_json():
@@ -217,7 +220,7 @@ def test_scheduler_plugin(tmp_path, monkeypatch):
 def test_cli_usage(capsys):
     assert check.main(["--list"]) == 0
     out = capsys.readouterr().out
-    assert all(name in out for name in check.TASKS)
+    assert all(name in out for name in EXERCISES)
     assert check.main([]) == 2
     assert check.main(["lpt", "x:y", "--ranks", "0"]) == 2
     assert "at least 1" in capsys.readouterr().err

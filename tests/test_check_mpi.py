@@ -9,8 +9,8 @@ import textwrap
 
 import pytest
 
-from minipar import check_collective
-from minipar.check import grade
+from minipar.grading import collective_checks
+from minipar.grading.exercises import grade_exercise
 
 pytestmark = pytest.mark.mpi
 
@@ -147,18 +147,18 @@ def failed(report):
 
 
 @pytest.mark.parametrize("task, target", [
-    ("ring_allreduce", "minipar.parallel.collectives:allreduce_ring"),
-    ("tree_broadcast", "minipar.parallel.collectives:broadcast_tree"),
+    ("ring_allreduce", "minipar.comm.collectives:allreduce_ring"),
+    ("tree_broadcast", "minipar.comm.collectives:broadcast_tree"),
 ])
 def test_references_pass(task, target):
-    report = grade(task, target, [1, 2, 3, 4])
+    report = grade_exercise(task, target, [1, 2, 3, 4])
     assert report.ok, report.format()
     assert report.total == 16
 
 
 @pytest.mark.parametrize("algo", ["naive", "tree", "rd"])
 def test_every_minipar_allreduce_passes_the_generic_task(algo):
-    report = grade("allreduce", f"minipar.parallel.collectives:allreduce_{algo}", [3])
+    report = grade_exercise("allreduce", f"minipar.comm.collectives:allreduce_{algo}", [3])
     assert report.ok, report.format()
 
 
@@ -181,7 +181,7 @@ def test_planted_mistakes_fail_with_a_message(planted, fn, task, ranks, check, w
     # A short deadline where a hang is the point; a generous one elsewhere, so that a busy
     # machine cannot turn a slow but correct wait into a deadlock.
     hangs = fn in ("recv_first", "send_first", "spins", "pow2_only")
-    report = grade(task, f"{planted}:{fn}", ranks, timeout=1.0 if hangs else 10.0)
+    report = grade_exercise(task, f"{planted}:{fn}", ranks, timeout=1.0 if hangs else 10.0)
     bad = {c.name: c.message for c in failed(report)}
     assert check in bad, report.format()
     assert words in bad[check], report.format()
@@ -191,15 +191,15 @@ def test_planted_mistakes_fail_with_a_message(planted, fn, task, ranks, check, w
 
 
 def test_a_ring_task_rejects_another_algorithm():
-    report = grade("ring_allreduce", "minipar.parallel.collectives:allreduce_tree", [3])
+    report = grade_exercise("ring_allreduce", "minipar.comm.collectives:allreduce_tree", [3])
     bad = {c.name: c.message for c in failed(report)}
     assert list(bad) == ["3 ranks: messages"], report.format()
     assert "right neighbour" in bad["3 ranks: messages"]
 
 
 def test_a_job_that_never_ends_is_killed(planted, monkeypatch):
-    monkeypatch.setattr(check_collective, "WALL_BASE", 1.0)
-    report = grade("allreduce", f"{planted}:spins_everywhere", [2], timeout=0.5)
+    monkeypatch.setattr(collective_checks, "WALL_BASE", 1.0)
+    report = grade_exercise("allreduce", f"{planted}:spins_everywhere", [2], timeout=0.5)
     assert "was killed" in report.checks[0].message, report.format()
 
 

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from minipar import checkpoint as ckpt
-from minipar.errors import CheckpointError
+from minipar.training import checkpoint as ckpt
+from minipar.core.errors import CheckpointError
 
 FAST = settings(max_examples=25, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -6,8 +6,9 @@ import sys
 
 import pytest
 
-from minipar.bench.collectives import default_sizes, parse_size
-from minipar.errors import UserError
+from minipar.bench.collectives import default_sizes
+from minipar.core.units import parse_size
+from minipar.core.errors import UserError
 from mpiutil import ROOT, run_mpi
 
 

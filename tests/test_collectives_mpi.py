@@ -22,7 +22,7 @@ RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
 
 def expected_sends(algo: str, p: int, r: int, n: int) -> tuple[int, int]:
     """(messages, elements) rank r sends in one allreduce of n elements, by the formulas in
-    the docstrings of ``minipar.parallel.collectives``."""
+    the docstrings of ``minipar.comm.collectives``."""
     if p == 1:
         return 0, 0
     if algo == "ring":
@@ -44,9 +44,9 @@ def expected_sends(algo: str, p: int, r: int, n: int) -> tuple[int, int]:
 
 
 def worker() -> int:
-    from minipar.parallel import collectives as C
-    from minipar.parallel.comm import init
-    from minipar.parallel.trace import SENDS
+    from minipar.comm import collectives as C
+    from minipar.comm.communicator import init
+    from minipar.comm.trace import SENDS
 
     comm = init(trace=True, check_collectives=True)  # the desync guard checks every call too
     p, r = comm.size, comm.rank

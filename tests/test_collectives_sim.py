@@ -15,7 +15,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minipar.parallel import collectives as C
+from minipar.comm import collectives as C
 from test_collectives_mpi import HAND, expected_sends
 
 

@@ -7,11 +7,12 @@ import time
 import numpy as np
 import pytest
 
-from minipar.errors import ConfigError
-from minipar.parallel import collectives as C
-from minipar.parallel import comm as comm_mod
-from minipar.parallel import watchdog
-from minipar.parallel.comm import CollectiveMismatch, CommTimeout, init
+from minipar.core.errors import ConfigError
+from minipar.comm import collectives as C
+from minipar.comm import communicator as comm_mod
+from minipar.comm import world
+from minipar.comm import watchdog
+from minipar.comm.communicator import CollectiveMismatch, CommTimeout, init
 
 LAUNCHER_VARS = ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS",
                  "MINIPAR_COMM")
@@ -163,12 +164,12 @@ def test_split_on_one_rank(alone):
 
 def test_heavy_yield_only_when_oversubscribed():
     env = {"PMI_SIZE": "4", "MPI_LOCALNRANKS": "4"}
-    note = comm_mod.yield_when_oversubscribed(env, cores=2)
+    note = world.yield_when_oversubscribed(env, cores=2)
     assert env[comm_mod.HEAVY_YIELD_VAR] == "1" and "4 ranks on 2 cores" in note
     env = {"PMI_SIZE": "2"}
-    assert comm_mod.yield_when_oversubscribed(env, cores=2) is None and len(env) == 1
+    assert world.yield_when_oversubscribed(env, cores=2) is None and len(env) == 1
     env = {"PMI_SIZE": "8", comm_mod.HEAVY_YIELD_VAR: "0"}  # the user's choice stands
-    assert comm_mod.yield_when_oversubscribed(env, cores=2) is None
+    assert world.yield_when_oversubscribed(env, cores=2) is None
     assert env[comm_mod.HEAVY_YIELD_VAR] == "0"
 
 
@@ -194,13 +195,13 @@ def test_get_allreduce_names_and_plugins(alone):
     with pytest.raises(ConfigError, match="importing 'no_such_module_xyz' failed"):
         C.get_allreduce("no_such_module_xyz:f")
     with pytest.raises(ConfigError, match="no function"):
-        C.get_allreduce("minipar.parallel.collectives:nothing")
-    mine = C.get_allreduce("minipar.parallel.collectives:allreduce_rd")
+        C.get_allreduce("minipar.comm.collectives:nothing")
+    mine = C.get_allreduce("minipar.comm.collectives:allreduce_rd")
     comm = init(trace=True)
     x = np.ones(4)
     assert mine(comm, x) is x
     spans = [e for e in comm.tracer.events if e.kind == "coll"]
-    assert [e.algo for e in spans] == ["rd", "minipar.parallel.collectives:allreduce_rd"]
+    assert [e.algo for e in spans] == ["rd", "minipar.comm.collectives:allreduce_rd"]
 
 
 def test_without_mpi4py(alone, monkeypatch):

@@ -63,8 +63,8 @@ def mpi_calls(comm, fail, label):
 
 
 def worker(outdir) -> int:
-    from minipar.parallel import collectives as C
-    from minipar.parallel.comm import CollectiveMismatch, init
+    from minipar.comm import collectives as C
+    from minipar.comm.communicator import CollectiveMismatch, init
 
     comm = init(trace=True)
     p, r = comm.size, comm.rank
@@ -141,7 +141,7 @@ def test_communicator_on_three_ranks(tmp_path):
 STALL = """
 import sys, time
 import numpy as np
-from minipar.parallel.comm import init, CommTimeout
+from minipar.comm.communicator import init, CommTimeout
 comm = init(timeout=1.0)
 comm.set_step(7)
 comm.allreduce(np.zeros(2))
@@ -151,6 +151,7 @@ if comm.rank == 0:
             comm.recv(np.zeros(4), 1, tag=42)
     except CommTimeout as exc:
         print(exc, file=sys.stderr, flush=True)
+        time.sleep(0.5)  # as launch.ABORT_DELAY: let mpiexec forward the line before the abort
         comm.abort(3)
 else:
     comm.set_timeout(None)

@@ -7,12 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minipar.errors import ConfigError
-from minipar.parallel import costmodel as cm
-from minipar.parallel.costmodel import (
-    ALGORITHMS, DEFAULT, CostParams, allreduce_line, allreduce_time, best_algorithm,
-    crossovers, dp_scaling, dp_step, fit_line,
-)
+from minipar.core.errors import ConfigError
+from minipar.planning import costmodel as cm
+from minipar.planning.costmodel import (ALGORITHMS, DEFAULT, CostParams, allreduce_line,
+                                        allreduce_time, best_algorithm, crossovers, dp_scaling,
+                                        dp_step, fit_line)
 
 LAT = CostParams(alpha=1.0, beta=0.0, gamma=0.0)    # counts messages on the critical path
 BW = CostParams(alpha=0.0, beta=1.0, gamma=0.0)     # counts bytes sent per rank

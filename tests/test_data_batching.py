@@ -6,7 +6,7 @@ import pytest
 from minipar.data.batching import ClassifierBatches, ContextBatches, LMBatches
 from minipar.data.classify import builtin_examples, load_classify, read_tsv
 from minipar.data.tokenize import BOS
-from minipar.errors import DataError
+from minipar.core.errors import DataError
 
 
 def test_lm_windows_are_contiguous_per_row():

@@ -5,7 +5,7 @@ import pytest
 
 from minipar.data.corpus import load_corpus, read_text, split_lines
 from minipar.data.tokenize import EOS, UNK
-from minipar.errors import ConfigError, DataError
+from minipar.core.errors import ConfigError, DataError
 
 
 def test_builtin_corpus_char_and_word():

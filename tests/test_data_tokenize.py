@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from minipar.data.tokenize import BOS, EOS, SPECIALS, UNK, Vocab, normalize_text
-from minipar.errors import ConfigError, DataError
+from minipar.core.errors import ConfigError, DataError
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

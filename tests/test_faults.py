@@ -1,4 +1,5 @@
-"""Planted faults (``MINIPAR_FAULT``, see minipar/faults.py) and real signals, under mpiexec.
+"""Planted faults (``MINIPAR_FAULT``, see minipar/training/faults.py) and real signals, under
+mpiexec.
 
 - an exception on one rank ends the whole job with one line naming rank, error and place;
 - one rank skipping a collective is caught by the stall watchdog (within the timeout plus a
@@ -21,7 +22,7 @@ import time
 import numpy as np
 import pytest
 
-from minipar import checkpoint as ckpt
+from minipar.training import checkpoint as ckpt
 from mpiutil import ROOT, mpiexec, run_mpi
 
 LSTM = ["--max-chars", "3000", "--hidden", "8", "--embed", "4", "--seq-len", "5",

@@ -10,9 +10,10 @@ import pytest
 from mpiutil import ROOT
 
 from minipar import generate as G
+from minipar.training import saved_run
 from minipar.data import load_corpus
-from minipar.errors import CheckpointError, ConfigError, DataError
-from minipar.models.ngram import NGramModel
+from minipar.core.errors import CheckpointError, ConfigError, DataError
+from minipar.models.ngram_lm import NGramModel
 
 TINY = ["--max-chars", "20000", "--steps", "2", "--embed", "8", "--hidden", "16",
         "--sample-chars", "40", "--seed", "3", "--quiet"]
@@ -59,9 +60,9 @@ def test_ngram_run_samples_from_model_npz(runs, capsys):
 def test_ngram_text_follows_the_current_sentence():
     c = load_corpus(None, tokens="word", max_chars=20000)
     model = NGramModel.fit(c.train, c.vocab, 3, "ml")  # zero-probability rows are common
-    text = G.ngram_text(model, 200, temperature=1.0, seed=2)
-    assert "<unk>" not in text and text == G.ngram_text(model, 200, 1.0, 2)
-    greedy = G.ngram_text(model, 20, temperature=0.0)
+    text = saved_run.ngram_text(model, 200, temperature=1.0, seed=2)
+    assert "<unk>" not in text and text == saved_run.ngram_text(model, 200, 1.0, 2)
+    greedy = saved_run.ngram_text(model, 20, temperature=0.0)
     sents = model.sample(1, max_len=19, temperature=0.0)
     assert greedy.startswith(c.vocab.decode(sents[0]))  # the same arg-max path as sample()
 

@@ -7,10 +7,11 @@ import pytest
 from mpiutil import run_mpi
 
 from minipar import grid
+from minipar.training import grid_jobs
 from minipar.bench import costcheck
-from minipar.errors import UserError
-from minipar.parallel import costmodel as cm
-from minipar.parallel.schedule import assign_grid, lpt
+from minipar.core.errors import UserError
+from minipar.planning import costmodel as cm
+from minipar.planning.policies import assign_grid, lpt
 
 
 def _rows(out: str) -> list[list[str]]:
@@ -21,17 +22,17 @@ def _rows(out: str) -> list[list[str]]:
 
 def test_jobs_costs_and_plan_follow_the_grid():
     args = grid._parser().parse_args(["ngram", "--orders", "2,5", "--smoothing", "kn,addk"])
-    jobs = grid.make_jobs(args)
+    jobs = grid_jobs.make_jobs(args)
     assert jobs == [{"order": 2, "smoothing": "kn"}, {"order": 2, "smoothing": "addk"},
                     {"order": 5, "smoothing": "kn"}, {"order": 5, "smoothing": "addk"}]
-    costs = [grid.estimate(j, args, 1000, 50) for j in jobs]
+    costs = [grid_jobs.estimate(j, args, 1000, 50) for j in jobs]
     assert costs == [3000.0, 2000.0, 7500.0, 5000.0]
     plan = lpt(costs, 2)
     assert [plan.tasks(r) for r in range(2)] == assign_grid(jobs, 2, costs) == [[1, 2], [0, 3]]
     lstm = grid._parser().parse_args(["lstm", "--hidden", "8,16", "--layers", "1,2"])
-    jobs = grid.make_jobs(lstm)
+    jobs = grid_jobs.make_jobs(lstm)
     assert len(jobs) == 4
-    c = [grid.estimate(j, lstm, 1000, 50) for j in jobs]
+    c = [grid_jobs.estimate(j, lstm, 1000, 50) for j in jobs]
     assert c[0] < c[1] < c[3] and c[0] < c[2] < c[3]  # bigger and deeper cost more
 
 

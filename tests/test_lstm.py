@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minipar import backend as B
+from minipar.core import backend
 from minipar.autograd import Tensor, ops
 from minipar.autograd.gradcheck import gradcheck
 from minipar.nn.lstm import LSTM, lstm_forward
@@ -35,9 +35,9 @@ def _flat(out, state):
 
 def test_gradcheck_fused_layer_all_inputs():
     rng = np.random.default_rng(0)
-    Bn, T, D, H = 2, 3, 2, 3
+    B, T, D, H = 2, 3, 2, 3
     (w_ih, w_hh, b), = _weights(rng, D, H, 1)
-    inputs = [rng.normal(size=(Bn, T, D)), rng.normal(size=(Bn, H)), rng.normal(size=(Bn, H)),
+    inputs = [rng.normal(size=(B, T, D)), rng.normal(size=(B, H)), rng.normal(size=(B, H)),
               w_ih, w_hh, b]
 
     def fn(x, h0, c0, wi, wh, bb):
@@ -51,9 +51,9 @@ def test_gradcheck_fused_layer_all_inputs():
 @pytest.mark.parametrize("with_state", [True, False])
 def test_gradcheck_fused_multilayer(with_state):
     rng = np.random.default_rng(1)
-    Bn, T, D, H, L = 2, 3, 2, 2, 2
+    B, T, D, H, L = 2, 3, 2, 2, 2
     flat_w = [w for layer in _weights(rng, D, H, L) for w in layer]
-    state = [rng.normal(size=(L, Bn, H)), rng.normal(size=(L, Bn, H))] if with_state else []
+    state = [rng.normal(size=(L, B, H)), rng.normal(size=(L, B, H))] if with_state else []
 
     def fn(x, *rest):
         h0, c0 = (rest[0], rest[1]) if with_state else (None, None)
@@ -61,7 +61,7 @@ def test_gradcheck_fused_multilayer(with_state):
         weights = [tuple(ws[3 * k:3 * k + 3]) for k in range(L)]
         return _flat(*lstm_forward(x, h0, c0, weights, fused=True))
 
-    res = gradcheck(fn, [rng.normal(size=(Bn, T, D)), *state, *flat_w], eps=1e-6, tol=1e-7)
+    res = gradcheck(fn, [rng.normal(size=(B, T, D)), *state, *flat_w], eps=1e-6, tol=1e-7)
     assert res.ok, str(res)
 
 
@@ -86,13 +86,13 @@ def _run_both(x, state, weights):
 
 
 @settings(max_examples=8, deadline=None)
-@given(Bn=st.integers(1, 3), T=st.integers(1, 5), D=st.integers(1, 4), H=st.integers(1, 4),
+@given(B=st.integers(1, 3), T=st.integers(1, 5), D=st.integers(1, 4), H=st.integers(1, 4),
        L=st.integers(1, 3), with_state=st.booleans(), seed=st.integers(0, 2**16))
-def test_fused_matches_composed(Bn, T, D, H, L, with_state, seed):
+def test_fused_matches_composed(B, T, D, H, L, with_state, seed):
     rng = np.random.default_rng(seed)
     weights = _weights(rng, D, H, L)
-    x = rng.normal(size=(Bn, T, D))
-    state = [rng.normal(size=(L, Bn, H)) for _ in range(2)] if with_state else None
+    x = rng.normal(size=(B, T, D))
+    state = [rng.normal(size=(L, B, H)) for _ in range(2)] if with_state else None
     fused, composed = _run_both(x, state, weights)
     assert len(fused) == len(composed)
     for a, b in zip(fused, composed):
@@ -123,7 +123,7 @@ def test_long_chain_2000_steps_no_recursion_error():
 
 
 def test_module_parameters_layout_and_init():
-    B.seed(5)
+    backend.seed(5)
     m = LSTM(3, 4, num_layers=2)
     names = [n for n, _ in m.named_parameters()]
     assert names == ["weight_ih_l0", "weight_hh_l0", "bias_l0",
@@ -143,7 +143,7 @@ def test_module_parameters_layout_and_init():
 
 
 def test_module_fused_and_composed_share_state_dict():
-    B.seed(0)
+    backend.seed(0)
     a = LSTM(3, 5, num_layers=2, fused=True)
     b = LSTM(3, 5, num_layers=2, fused=False)
     b.load_state_dict(a.state_dict())
@@ -158,7 +158,7 @@ def test_module_fused_and_composed_share_state_dict():
 
 
 def test_module_truncated_bptt_state_and_errors():
-    B.seed(1)
+    backend.seed(1)
     m = LSTM(2, 3)
     x = Tensor(np.ones((4, 5, 2), dtype=np.float32))
     out, state = m(x)
@@ -192,7 +192,7 @@ def test_fused_layer_leaves_its_inputs_alone():
 def test_lstm_cell_module_is_one_step_of_lstm():
     from minipar.nn.lstm_cell import LSTMCell
 
-    B.seed(4)
+    backend.seed(4)
     cell = LSTMCell(3, 4)
     m = LSTM(3, 4)
     m.load_state_dict({"weight_ih_l0": cell.weight_ih.data, "weight_hh_l0": cell.weight_hh.data,

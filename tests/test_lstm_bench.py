@@ -4,9 +4,9 @@ import sys
 
 import numpy as np
 
-from minipar import backend as B
+from minipar.core import backend
 from minipar.bench import lstm as bench
-from minipar.optim import Adam
+from minipar.nn.optim import Adam
 
 
 def test_missing_torch_is_one_clear_line(monkeypatch, capsys):
@@ -17,7 +17,7 @@ def test_missing_torch_is_one_clear_line(monkeypatch, capsys):
 
 
 def test_minipar_step_of_the_benchmark_model_learns():
-    B.seed(0)
+    backend.seed(0)
     rng = np.random.default_rng(0)
     ids = rng.integers(0, 7, size=(2, 5))
     targets = np.roll(ids, -1, axis=1).reshape(-1)

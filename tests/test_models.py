@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from minipar import backend as B
+from minipar.core import backend
 from minipar.autograd import Tensor
 from minipar.autograd.gradcheck import gradcheck
-from minipar.errors import ConfigError
+from minipar.core.errors import ConfigError
 from minipar.models.bow import BagOfWords
 from minipar.models.classifier import LSTMClassifier, accuracy
 from minipar.models.lstm_lm import LSTMLM, detach_state
@@ -55,14 +55,14 @@ def param_gradcheck(model, loss_fn):
 
 
 def _float64_model(cls, *args, **kw):
-    B.seed(1)
-    with B.dtype_scope("float64"):
+    backend.seed(1)
+    with backend.dtype_scope("float64"):
         return cls(*args, **kw)
 
 
 # --- shapes -------------------------------------------------------------------------------
 def test_mlp_lm_shapes_and_concatenation_order():
-    B.seed(0)
+    backend.seed(0)
     m = MLPLM(V, context=3, embed_dim=4, hidden=5)
     ctx = _ids((6, 3))
     assert m(ctx).shape == (6, V)
@@ -75,7 +75,7 @@ def test_mlp_lm_shapes_and_concatenation_order():
 
 @pytest.mark.parametrize("layers", [1, 2])
 def test_lstm_lm_shapes_and_state(layers):
-    B.seed(0)
+    backend.seed(0)
     m = LSTMLM(V, embed_dim=4, hidden=6, num_layers=layers)
     ids = _ids((3, 5))
     logits, (h, c) = m(ids)
@@ -88,8 +88,8 @@ def test_lstm_lm_shapes_and_state(layers):
 
 def test_lstm_lm_two_windows_equal_one_long_window():
     """Carrying the state across windows computes the same outputs as one long window."""
-    B.seed(0)
-    with B.dtype_scope("float64"):
+    backend.seed(0)
+    with backend.dtype_scope("float64"):
         m = LSTMLM(V, embed_dim=4, hidden=5)
     ids = _ids((2, 8))
     whole, _ = m(ids)
@@ -100,7 +100,7 @@ def test_lstm_lm_two_windows_equal_one_long_window():
 
 
 def test_tied_weights_share_the_embedding():
-    B.seed(0)
+    backend.seed(0)
     tied = LSTMLM(V, embed_dim=6, hidden=6, tie_weights=True)
     untied = LSTMLM(V, embed_dim=6, hidden=6)
     assert untied.num_parameters() - tied.num_parameters() == 6 * V
@@ -110,7 +110,7 @@ def test_tied_weights_share_the_embedding():
 
 
 def test_classifier_reads_the_last_real_token():
-    B.seed(0)
+    backend.seed(0)
     m = LSTMClassifier(V, embed_dim=4, hidden=5)
     ids = _ids((3, 6))
     lengths = np.array([6, 2, 4])
@@ -125,7 +125,7 @@ def test_classifier_reads_the_last_real_token():
 
 
 def test_bag_of_words_ignores_order_and_padding():
-    B.seed(0)
+    backend.seed(0)
     m = BagOfWords(V)
     ids = _ids((2, 5))
     lengths = np.array([5, 3])
@@ -203,7 +203,7 @@ def test_draw_at_zero_temperature_is_the_argmax():
 
 
 def test_sampling_is_deterministic_for_a_seed():
-    B.seed(0)
+    backend.seed(0)
     lstm = LSTMLM(V, embed_dim=4, hidden=6, dropout=0.3)
     mlp = MLPLM(V, context=2, embed_dim=3, hidden=4)
     for model, prompt in ((lstm, [1, 2]), (mlp, [])):
@@ -216,7 +216,7 @@ def test_sampling_is_deterministic_for_a_seed():
 
 
 def test_greedy_sampling_matches_stepwise_argmax():
-    B.seed(0)
+    backend.seed(0)
     mlp = MLPLM(V, context=2, embed_dim=3, hidden=4)
     tokens = sample_ids(mlp, [3], 6, temperature=0.0)
     history = [0, 0, 3]
@@ -231,7 +231,7 @@ def test_greedy_sampling_matches_stepwise_argmax():
 
 
 def test_banned_ids_are_never_drawn():
-    B.seed(0)
+    backend.seed(0)
     mlp = MLPLM(V, context=2, embed_dim=3, hidden=4)
     greedy = sample_ids(mlp, [], 20, temperature=0.0)
     favourite = max(set(greedy), key=greedy.count)
@@ -252,7 +252,7 @@ def test_prob_stepper_wraps_a_distribution():
 
 def test_count_ngram_through_the_common_interface():
     from minipar.data import Vocab
-    from minipar.models.ngram import NGramModel
+    from minipar.models.ngram_lm import NGramModel
 
     text = "a b c\nd e f\n" * 10
     vocab = Vocab.build(text, "word")

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from minipar import backend as B
-from minipar.tasks import default_config, get_task, shard_batch, train
+from minipar.core import backend
+from minipar.training.tasks import default_config, get_task, shard_batch, train
 
 TINY_MARKOV = {"order": 1, "vocab_size": 6, "train": 6000, "valid": 2000}
 
@@ -121,11 +121,11 @@ def test_build_model_is_deterministic_and_honours_dtype():
     for (name, p), q in zip(a.named_parameters(), b.parameters()):
         assert p.dtype == np.float64, name
         np.testing.assert_array_equal(p.data, q.data)
-    assert B.default_dtype() == np.float32  # the scope did not leak
+    assert backend.default_dtype() == np.float32  # the scope did not leak
 
 
 def test_learning_rate_schedules():
-    from minipar.tasks import learning_rate
+    from minipar.training.tasks import learning_rate
 
     const = default_config("mlp", lr=0.01)
     linear = default_config("mlp", lr=0.01, lr_schedule="linear")

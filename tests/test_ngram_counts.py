@@ -7,9 +7,9 @@ from hypothesis import strategies as st
 
 from minipar.data.corpus import load_corpus
 from minipar.data.tokenize import Vocab, normalize_text
-from minipar.models.ngram import NGramModel
-from minipar.models.ngram_counts import (count_ngrams, decode_keys, encode_keys,
-                                         merge_counts, sentence_stream, split_sentences)
+from minipar.models.ngram_lm import NGramModel
+from minipar.models.ngram_counts import (count_ngrams, decode_keys, encode_keys, merge_counts,
+                                         sentence_stream, split_sentences)
 
 FAST = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 A, B = 3, 4  # ids of "a" and "b"; <s> = 1, </s> = 2

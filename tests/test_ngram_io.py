@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from minipar import ngram as cli
 from minipar.data.corpus import load_corpus
 from minipar.data.tokenize import Vocab, normalize_text
-from minipar.errors import ConfigError, DataError
-from minipar.models.ngram import NGramModel, load_model
+from minipar.core.errors import ConfigError, DataError
+from minipar.models.ngram_lm import NGramModel, load_model
 
 FAST = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

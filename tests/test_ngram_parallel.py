@@ -1,4 +1,5 @@
-"""Parallel N-gram counting (minipar.ngram_parallel): P ranks give the one-process model exactly.
+"""Parallel N-gram counting (minipar.training.ngram_mapreduce): P ranks give the one-process
+model exactly.
 
 The MPI tests run under ``mpiexec -n P`` (P = 1, 2, 3, 4) with a timeout; the data is a
 20,000-character slice of the built-in corpus so that each launch takes about a second.
@@ -12,14 +13,14 @@ import numpy as np
 import pytest
 from mpiutil import run_code, run_mpi
 
-from minipar import ngram_parallel as NP
+from minipar.training import ngram_mapreduce as NP
 from minipar import train
-from minipar.config import TrainConfig
+from minipar.training.config import TrainConfig
 from minipar.data import load_corpus
-from minipar.errors import ConfigError
+from minipar.core.errors import ConfigError
 from minipar.models.kneser_ney import FALLBACK, discounts_from_t, estimate_discounts
-from minipar.models.ngram import NGramModel, load_model
-from minipar.parallel.comm import init
+from minipar.models.ngram_lm import NGramModel, load_model
+from minipar.comm.communicator import init
 
 SMALL = ["--max-chars", "20000"]
 
@@ -27,12 +28,12 @@ SMALL = ["--max-chars", "20000"]
 # rank 0: the gathered counts and every smoothing's log-probabilities.
 CHECK = r"""
 import numpy as np
-from minipar import ngram_parallel as NP
+from minipar.training import ngram_mapreduce as NP
 from minipar.data import load_corpus
 from minipar.models.kneser_ney import adjusted_counts, suffix_ranks
-from minipar.models.ngram import NGramModel
+from minipar.models.ngram_lm import NGramModel
 from minipar.models.ngram_counts import count_ngrams
-from minipar.parallel.comm import init
+from minipar.comm.communicator import init
 
 comm = init(trace=True)
 for tokens, order in (("char", 5), ("word", 3), ("word", 1)):

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from minipar.data.corpus import load_corpus
 from minipar.data.tokenize import Vocab, normalize_text
 from minipar.models.kneser_ney import FALLBACK, estimate_discounts
-from minipar.models.ngram import NGramModel
+from minipar.models.ngram_lm import NGramModel
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 VOCAB = Vocab(["<unk>", "<s>", "</s>", "a", "b"], kind="word")

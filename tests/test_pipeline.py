@@ -6,20 +6,20 @@ import numpy as np
 import pytest
 from mpiutil import run_mpi
 
-from minipar import backend as B
+from minipar.core import backend
 from minipar import pipeline as cli
-from minipar.errors import ConfigError
+from minipar.core.errors import ConfigError
 from minipar.models.lstm_lm import LSTMLM
-from minipar.parallel.comm import init
-from minipar.parallel.pipeline import (PipelineStage, check_against, measured_bubble, run_step,
-                                       split_rows, stage_layers)
-from minipar.parallel.pipeline_plan import pipeline_plan
+from minipar.comm.communicator import init
+from minipar.training.pipeline_stages import (PipelineStage, check_against, measured_bubble,
+                                              run_step, split_rows, stage_layers)
+from minipar.planning.pipeline_plan import pipeline_plan
 
 V, D, H = 11, 5, 6
 
 
 def _model(layers, fused=True):
-    B.seed(3)
+    backend.seed(3)
     return LSTMLM(V, D, H, num_layers=layers, fused=fused)
 
 
@@ -43,7 +43,7 @@ def test_chained_stages_equal_one_process_over_two_windows(fused):
     """Three stages, each on its own copy of the model (as on three ranks), run by hand in
     GPipe order; losses and gradients match one process, also in the second window, whose
     state each stage carries per micro-batch."""
-    with B.dtype_scope("float64"):
+    with backend.dtype_scope("float64"):
         S, M = 3, 2
         models = [_model(4, fused) for _ in range(S)]
         stages = [PipelineStage(models[s], s, S) for s in range(S)]
@@ -78,7 +78,7 @@ def test_chained_stages_equal_one_process_over_two_windows(fused):
 
 @pytest.mark.parametrize("schedule", ["gpipe", "1f1b"])
 def test_run_step_on_one_rank(schedule):
-    with B.dtype_scope("float64"):
+    with backend.dtype_scope("float64"):
         comm = init(trace=True)
         model = _model(2)
         stage = PipelineStage(model, 0, 1)

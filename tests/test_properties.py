@@ -131,8 +131,8 @@ def run_case(comm, C, case) -> str | None:
 
 
 def worker(per_op: int, at: int) -> int:
-    from minipar.parallel import collectives as C
-    from minipar.parallel.comm import init
+    from minipar.comm import collectives as C
+    from minipar.comm.communicator import init
     comm = init(trace=True, timeout=30, check_collectives=True)
     cases = comm.bcast_obj(draw_cases(per_op, at) if comm.rank == 0 else None)
     fails = []
@@ -164,7 +164,7 @@ def test_vocabulary_survives_the_checkpoint_round_trip(text, tokens, lower):
     """resume compares the saved vocabulary (through JSON) with the data's: any text must
     compare equal to itself, or a good checkpoint would be refused."""
     from minipar.data import Vocab, normalize_text
-    from minipar.errors import DataError
+    from minipar.core.errors import DataError
     norm = normalize_text(text, lower)
     try:
         v = Vocab.build(norm, tokens, lower=lower)

@@ -1,4 +1,4 @@
-"""How errors end a job (minipar/launch.py): once, clearly, on every rank, never a hang.
+"""How errors end a job (minipar/comm/launch.py): once, clearly, on every rank, never a hang.
 
 The drivers below call ``launch.run`` with a small ``main`` under mpiexec, so each rule is
 checked on its own: an agreed user error, user errors raised outside ``agree`` on every
@@ -11,16 +11,17 @@ import time
 
 import pytest
 
-from minipar import faults, launch
-from minipar.errors import ConfigError
+from minipar.training import faults
+from minipar.comm import launch
+from minipar.core.errors import ConfigError
 from mpiutil import run_mpi
 
 DRIVER = """
 import sys
-from minipar import launch
-from minipar.errors import ConfigError
-from minipar.parallel.comm import init
-from minipar.parallel.sync import ReplicaDrift
+from minipar.comm import launch
+from minipar.core.errors import ConfigError
+from minipar.comm.communicator import init
+from minipar.training.sync import ReplicaDrift
 
 def main(argv, state):
     comm = state["comm"] = init()

@@ -10,12 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minipar.parallel.schedule import (
-    PlanError, assign_grid, balanced_shards, block, critical_path, list_schedule, lower_bound,
-    lpt, make_plan, round_robin,
-)
-from minipar.parallel.simulate import simulate
-from minipar.schedule import heavy_tail
+from minipar.planning.actions import PlanError
+from minipar.planning.policies import (assign_grid, balanced_shards, block, list_schedule, lpt,
+                                       make_plan, round_robin)
+from minipar.planning.plan import critical_path, lower_bound
+from minipar.planning.simulate import simulate
+from minipar.data.synthetic import heavy_tail
 from minipar.schedule import main as cli_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -144,8 +144,8 @@ def test_assign_grid_with_cost_function():
     assert assign_grid(["a", "b", "c"], 2) == [[0, 2], [1]]
 
 
-_PLAN = ("from minipar.parallel.schedule import lpt, list_schedule; "
-         "from minipar.schedule import heavy_tail; import hashlib, os; "
+_PLAN = ("from minipar.planning.policies import lpt, list_schedule; "
+         "from minipar.data.synthetic import heavy_tail; import hashlib, os; "
          "c = heavy_tail(50, seed=1); "
          "d = {v: [v // 2, v // 3] for v in range(2, 50)}; "
          "s = repr(lpt(c, 4).actions) + repr(list_schedule(c, d, 3).actions); "

@@ -7,15 +7,18 @@ import pytest
 from mpiutil import run_code, run_mpi
 
 from minipar.bench import calibrate, predict
-from minipar.parallel.comm import init
-from minipar.parallel.schedule import PlanError, execute_plan, list_schedule, lpt
+from minipar.comm.communicator import init
+from minipar.planning.actions import PlanError
+from minipar.planning.plan import execute_plan
+from minipar.planning.policies import list_schedule, lpt
 
 _EXEC = r"""
 import json
 import numpy as np
-from minipar.parallel.comm import init
-from minipar.parallel.schedule import execute_plan, list_schedule, lpt
-from minipar.parallel.simulate import verify
+from minipar.comm.communicator import init
+from minipar.planning.plan import execute_plan
+from minipar.planning.policies import list_schedule, lpt
+from minipar.planning.simulate import verify
 
 comm = init(trace=True)
 costs = [1, 2, 3, 1, 2, 3, 1, 2]

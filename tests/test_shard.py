@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minipar.errors import ConfigError
-from minipar.parallel.shard import Sharder, block_bounds, local_batches, weighted_bounds
+from minipar.core.errors import ConfigError
+from minipar.training.shard import Sharder, block_bounds, local_batches, weighted_bounds
 
 
 @settings(max_examples=40, deadline=None)
@@ -76,11 +76,11 @@ def test_bad_settings_are_config_errors(kw):
 
 
 def test_balanced_uses_a_plugged_in_scheduler():
-    from minipar.plugins import get_scheduler
+    from minipar.planning.policies import get_scheduler
     sizes = np.array([5, 1, 1, 1, 1, 1])
     block = Sharder(6, 2, "balanced", weights=sizes, scheduler=get_scheduler("block"))
     assert [s.tolist() for s in block.all_shards()] == [[0, 1, 2], [3, 4, 5]]
     lpt = Sharder(6, 2, "balanced", weights=sizes)
     assert [s.tolist() for s in lpt.all_shards()] == [[0], [1, 2, 3, 4, 5]]
     with pytest.raises(ConfigError, match="no function"):
-        get_scheduler("minipar.parallel.shard:nothing")
+        get_scheduler("minipar.training.shard:nothing")

@@ -2,12 +2,12 @@
 
 import pytest
 
-from minipar.parallel.gantt import color_of, plot_compare, plot_plan
-from minipar.parallel.pipeline_plan import (
-    bubble_fraction, gpipe, in_flight, one_f_one_b, pipeline_plan,
-)
-from minipar.parallel.schedule import Plan, PlanError, compute, recv, send
-from minipar.parallel.simulate import DeadlockError, simulate, verify
+from minipar.planning.gantt import color_of, plot_compare, plot_plan
+from minipar.planning.pipeline_plan import (bubble_fraction, gpipe, in_flight, one_f_one_b,
+                                            pipeline_plan)
+from minipar.planning.plan import Plan
+from minipar.planning.actions import PlanError, compute, recv, send
+from minipar.planning.simulate import DeadlockError, simulate, verify
 
 MODES = ("rendezvous", "eager")
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from minipar.data.synthetic import MarkovSource
-from minipar.errors import ConfigError
-from minipar.models.ngram import NGramModel
+from minipar.core.errors import ConfigError
+from minipar.models.ngram_lm import NGramModel
 
 
 def test_two_state_chain_entropy_by_hand():

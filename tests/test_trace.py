@@ -2,8 +2,9 @@
 
 import json
 
-from minipar.parallel import trace as T
-from minipar.parallel.trace import Event, Tracer
+from minipar.comm import trace as T
+from minipar.comm.trace import Event, Tracer
+from minipar.core.units import format_bytes
 
 
 def ev(rank, kind, op, t0, t1, **kw):
@@ -12,12 +13,12 @@ def ev(rank, kind, op, t0, t1, **kw):
     return e
 
 
-def test_fmt_bytes():
-    assert T.fmt_bytes(8) == "8 B"
-    assert T.fmt_bytes(1023) == "1023 B"
-    assert T.fmt_bytes(64 * 1024) == "64.0 KiB"
-    assert T.fmt_bytes(16 << 20) == "16.0 MiB"
-    assert T.fmt_bytes(3 << 30) == "3.0 GiB"
+def test_format_bytes():
+    assert format_bytes(8) == "8 B"
+    assert format_bytes(1023) == "1023 B"
+    assert format_bytes(64 * 1024) == "64.0 KiB"
+    assert format_bytes(16 << 20) == "16.0 MiB"
+    assert format_bytes(3 << 30) == "3.0 GiB"
 
 
 def test_live_line_matches_the_documented_form():
@@ -107,7 +108,7 @@ def test_chrome_trace_has_processes_tracks_and_flows(tmp_path):
 
 
 def test_png_timeline(tmp_path):
-    from minipar.parallel.timeline import write_png
+    from minipar.comm.timeline import write_png
     path = tmp_path / "t.png"
     write_png(path, two_ranks())
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

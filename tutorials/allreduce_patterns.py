@@ -9,9 +9,9 @@ import sys
 
 import numpy as np
 
-from minipar.parallel import collectives as C
-from minipar.parallel.comm import init
-from minipar.parallel.trace import SENDS
+from minipar.comm import collectives as C
+from minipar.comm.communicator import init
+from minipar.comm.trace import SENDS
 
 comm = init(trace=True)
 p, r = comm.size, comm.rank

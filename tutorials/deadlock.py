@@ -6,8 +6,8 @@
 
 import numpy as np
 
-from minipar import launch
-from minipar.parallel.comm import init
+from minipar.comm import launch
+from minipar.comm.communicator import init
 
 
 def main(argv, state):

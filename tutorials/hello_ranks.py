@@ -6,7 +6,7 @@
 
 import numpy as np
 
-from minipar.parallel.comm import init
+from minipar.comm.communicator import init
 
 comm = init(trace=True, show_comm=True)  # record every call, and print each as it starts
 r, p = comm.rank, comm.size

@@ -1,6 +1,6 @@
 """Task 3.1: backpropagation through time for one LSTM layer.
 
-``forward`` (given, from minipar.check_lstm) runs the layer step by step and returns
+``forward`` (given, from minipar.nn.lstm_numpy) runs the layer step by step and returns
 ``(out, h_n, c_n, cache)``. With gates i, f, g, o (after their nonlinearities), per step
 
     z_t = x_t W_ih + h_{t-1} W_hh + b
@@ -32,7 +32,7 @@ Read:      docs/lstm.md; minipar/nn/lstm_fused.py is the fast version (after you
 
 import numpy as np
 
-from minipar.check_lstm import forward  # noqa: F401 - the forward this backward belongs to
+from minipar.nn.lstm_numpy import forward  # noqa: F401 - the forward this backward belongs to
 
 
 def backward(cache: dict, dout: np.ndarray, dh_n: np.ndarray, dc_n: np.ndarray):

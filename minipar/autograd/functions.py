@@ -10,7 +10,8 @@ broadcast axes so it has its input's shape:
 
 from __future__ import annotations
 
-from minipar import backend as B
+
+from minipar.core.backend import xp
 from minipar.autograd.tensor import Function
 
 
@@ -133,7 +134,6 @@ class MatMul(Function):
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved
-        xp = B.xp
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
         g2 = g
@@ -155,13 +155,13 @@ class MatMul(Function):
 def _expand(g, shape, axis, keepdims):
     """Put back the reduced axes of g so it broadcasts against the input shape."""
     if axis is None:
-        return B.xp.broadcast_to(g.reshape((1,) * len(shape)), shape)
+        return xp.broadcast_to(g.reshape((1,) * len(shape)), shape)
     if not keepdims:
         axes = (axis,) if isinstance(axis, int) else axis
         axes = sorted(a % len(shape) for a in axes)
         for a in axes:
-            g = B.xp.expand_dims(g, a)
-    return B.xp.broadcast_to(g, shape)
+            g = xp.expand_dims(g, a)
+    return xp.broadcast_to(g, shape)
 
 
 class Sum(Function):
@@ -231,7 +231,7 @@ class Transpose(Function):
     @staticmethod
     def forward(ctx, a, axes=None):
         axes = tuple(reversed(range(a.ndim))) if axes is None else tuple(axes)
-        ctx.inverse = tuple(B.xp.argsort(B.xp.asarray(axes)).tolist())
+        ctx.inverse = tuple(xp.argsort(xp.asarray(axes)).tolist())
         return a.transpose(axes)
 
     @staticmethod
@@ -251,11 +251,11 @@ class GetItem(Function):
     @staticmethod
     def backward(ctx, g):
         shape, index = ctx.args
-        out = B.xp.zeros(shape, dtype=g.dtype)
+        out = xp.zeros(shape, dtype=g.dtype)
         if _is_basic(index):
             out[index] = g  # slices and integers never repeat a position
         else:
-            B.xp.add.at(out, index, g)
+            xp.add.at(out, index, g)
         return out, None
 
 
@@ -271,12 +271,12 @@ class Concatenate(Function):
     def forward(ctx, *xs, axis=0):
         ctx.axis = axis
         ctx.sizes = [x.shape[axis] for x in xs]
-        return B.xp.concatenate(xs, axis=axis)
+        return xp.concatenate(xs, axis=axis)
 
     @staticmethod
     def backward(ctx, g):
-        cuts = B.xp.cumsum(B.xp.asarray(ctx.sizes[:-1])).tolist()
-        return tuple(B.xp.split(g, cuts, axis=ctx.axis))
+        cuts = xp.cumsum(xp.asarray(ctx.sizes[:-1])).tolist()
+        return tuple(xp.split(g, cuts, axis=ctx.axis))
 
 
 class Stack(Function):
@@ -285,8 +285,8 @@ class Stack(Function):
     @staticmethod
     def forward(ctx, *xs, axis=0):
         ctx.axis = axis
-        return B.xp.stack(xs, axis=axis)
+        return xp.stack(xs, axis=axis)
 
     @staticmethod
     def backward(ctx, g):
-        return tuple(B.xp.moveaxis(g, ctx.axis, 0))
+        return tuple(xp.moveaxis(g, ctx.axis, 0))

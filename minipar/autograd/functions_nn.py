@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import numpy
 
-from minipar import backend as B
+from minipar.core import backend
+
+from minipar.core.backend import xp
 from minipar.autograd.tensor import Function
 
 
 def sigmoid_array(x):
     """Overflow-free logistic function on a raw array."""
-    xp = B.xp
     e = xp.exp(-xp.abs(x))
     return xp.where(x >= 0, 1.0, e).astype(x.dtype, copy=False) / (1.0 + e)
 
 
 def tanh_array(x):
     """Overflow-free tanh on a raw array, built from exp."""
-    xp = B.xp
     e = xp.exp(-2.0 * xp.abs(x))
     return xp.copysign((1.0 - e) / (1.0 + e), x)
 
@@ -34,7 +34,7 @@ class Exp(Function):
 
     @staticmethod
     def forward(ctx, a):
-        out = B.xp.exp(a)
+        out = xp.exp(a)
         ctx.save_for_backward(out)
         return out
 
@@ -49,7 +49,7 @@ class Log(Function):
     @staticmethod
     def forward(ctx, a):
         ctx.save_for_backward(a)
-        return B.xp.log(a)
+        return xp.log(a)
 
     @staticmethod
     def backward(ctx, g):
@@ -106,11 +106,10 @@ def scatter_add_rows(num_rows: int, idx, g):
     On the CPU: sort the indices once, sum each run of equal indices with one
     ``add.reduceat``, write the sums: O(N log N + N D), no Python loop, no ``add.at``.
     On a GPU, ``add.at`` is an atomic scatter and already fast."""
-    xp = B.xp
     out = xp.zeros((num_rows, g.shape[1]), dtype=g.dtype)
     if idx.size == 0:
         return out
-    if xp is not numpy:
+    if backend.module() is not numpy:
         xp.add.at(out, idx, g)
         return out
     order = numpy.argsort(idx, kind="stable")
@@ -148,7 +147,6 @@ class CrossEntropy(Function):
 
     @staticmethod
     def forward(ctx, logits, targets, ignore_index=None, reduction="mean"):
-        xp = B.xp
         z = logits - logits.max(axis=-1, keepdims=True)
         e = xp.exp(z)
         s = e.sum(axis=-1, keepdims=True)
@@ -173,7 +171,7 @@ class CrossEntropy(Function):
     def backward(ctx, g):
         p, t, keep = ctx.saved
         d = p.copy()
-        d[B.xp.arange(d.shape[0]), t] -= 1.0
+        d[xp.arange(d.shape[0]), t] -= 1.0
         if keep is not None:
             d *= keep[:, None]
         return d * (g * ctx.scale), None
@@ -188,7 +186,6 @@ class BCEWithLogits(Function):
 
     @staticmethod
     def forward(ctx, x, y, reduction="mean"):
-        xp = B.xp
         y = y.astype(x.dtype, copy=False)
         loss = xp.maximum(x, 0) - x * y + xp.log1p(xp.exp(-xp.abs(x)))
         scale = 1.0 / max(x.size, 1) if reduction == "mean" else 1.0
@@ -211,8 +208,8 @@ class Dropout(Function):
         if not training or p == 0.0:
             ctx.mask = None
             return a
-        keep = B.rng().random(a.shape) >= p
-        mask = B.from_numpy(keep).astype(a.dtype) * (1.0 / (1.0 - p))
+        keep = backend.rng().random(a.shape) >= p
+        mask = backend.from_numpy(keep).astype(a.dtype) * (1.0 / (1.0 - p))
         ctx.mask = mask
         return a * mask
 

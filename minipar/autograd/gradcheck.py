@@ -21,7 +21,9 @@ from dataclasses import dataclass
 
 import numpy
 
-from minipar import backend as B
+from minipar.core import backend
+
+from minipar.core.backend import xp
 from minipar.autograd.tensor import Tensor
 
 
@@ -48,7 +50,6 @@ def gradcheck(fn, inputs, eps: float = 1e-6, tol: float = 1e-6, seed: int = 0,
     ``inputs``: arrays (converted to float64 tensors that require grad) or tensors.
     ``wrt``: indices of the inputs to check (default: all floating inputs).
     """
-    xp = B.xp
     arrays = [xp.array(a.data if isinstance(a, Tensor) else a) for a in inputs]  # own copies
     arrays = [a.astype(numpy.float64) if a.dtype.kind == "f" else a for a in arrays]
     if wrt is None:
@@ -57,7 +58,7 @@ def gradcheck(fn, inputs, eps: float = 1e-6, tol: float = 1e-6, seed: int = 0,
     def make():
         return [Tensor(a, requires_grad=(i in wrt)) for i, a in enumerate(arrays)]
 
-    with B.dtype_scope("float64"):
+    with backend.dtype_scope("float64"):
         ts = make()
         out = fn(*ts)
         r = xp.asarray(numpy.random.default_rng(seed).normal(size=out.shape))

@@ -17,7 +17,9 @@ from __future__ import annotations
 import threading
 from contextlib import contextmanager
 
-from minipar import backend as B
+from minipar.core import backend
+
+from minipar.core.backend import xp
 
 _state = threading.local()
 
@@ -98,14 +100,13 @@ class Function:
 def _as_array(data, dtype=None):
     """Array on the current device. Python numbers and lists take the default float dtype
     (ints stay ints); arrays and NumPy scalars keep their own dtype."""
-    xp = B.xp
     if isinstance(data, Tensor):
         data = data.data
     if dtype is not None:
         return xp.asarray(data, dtype=dtype)
     if type(data) in (float, list, tuple):
         arr = xp.asarray(data)
-        return arr.astype(B.default_dtype()) if arr.dtype.kind == "f" else arr
+        return arr.astype(backend.default_dtype()) if arr.dtype.kind == "f" else arr
     return xp.asarray(data)
 
 
@@ -143,7 +144,7 @@ class Tensor:
 
     def numpy(self):
         """A host (NumPy) copy of the data."""
-        return B.to_numpy(self.data)
+        return backend.to_numpy(self.data)
 
     def item(self) -> float:
         return float(self.data.reshape(-1)[0]) if self.data.size == 1 else _not_scalar(self)
@@ -171,7 +172,7 @@ class Tensor:
         if grad is None:
             if self.data.size != 1:
                 raise RuntimeError("backward() needs a gradient for a non-scalar tensor")
-            grad = B.xp.ones_like(self.data)
+            grad = xp.ones_like(self.data)
         grad = _as_array(grad, dtype=self.data.dtype)
         if self._node is None:
             _accumulate_leaf(self, grad)
@@ -184,7 +185,7 @@ class Tensor:
             if all(g is None for g in grads):
                 in_grads = (None,) * len(node.inputs)
             else:
-                grads = [B.xp.zeros(s, d) if g is None else g
+                grads = [xp.zeros(s, d) if g is None else g
                          for g, (s, d) in zip(grads, node.out_meta)]
                 in_grads = node.fn.backward(node.ctx, *grads)
                 if not isinstance(in_grads, tuple):

@@ -49,7 +49,7 @@ def main(argv=None) -> int:
         print(f"minipar: error: unknown benchmark {name!r}: choose from {', '.join(names)}",
               file=sys.stderr)
         return 2
-    module = importlib.import_module(f"minipar.bench.{name}")
+    module = importlib.import_module(f"{__package__}.{name}")
     return int(module.main(rest) or 0)
 
 

@@ -51,7 +51,7 @@ mpi
 
 ``--quick`` (tests): up to 256 KiB, 5 ms per size, adds of 1 to 4 MiB, no exchange (so no
 beta_mem and duplex 1). The result goes to ~/.cache/minipar/calibration.json (or --out, or
-$MINIPAR_CALIBRATION) and is read by ``minipar.parallel.costmodel.load()``.
+$MINIPAR_CALIBRATION) and is read by ``minipar.planning.costmodel.load()``.
 """
 
 from __future__ import annotations
@@ -65,19 +65,12 @@ import time
 
 import numpy as np
 
-from minipar import launch
+from minipar.comm import launch
 from minipar.bench import steps
-from minipar.errors import UserError
-from minipar.parallel import costmodel as cm
-
-
-def _size(text: str) -> int:
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    t = text.strip().upper().rstrip("B").rstrip("I")
-    try:
-        return int(float(t[:-1]) * units[t[-1]]) if t and t[-1] in units else int(t)
-    except ValueError:
-        raise UserError(f"bad size {text!r}: use bytes or 64K, 4M, ...") from None
+from minipar.core.errors import UserError
+from minipar.planning import costmodel as cm
+from minipar.comm.communicator import init
+from minipar.core.units import parse_size
 
 
 def _sizes(lo: int, hi: int, factor: int = 4) -> list[int]:
@@ -197,7 +190,7 @@ def private_cache() -> int | None:
                 if f.read().strip() != "2":
                     continue
             with open(os.path.join(d, "size")) as f:
-                return _size(f.read().strip())
+                return parse_size(f.read().strip())
     except (OSError, UserError):
         return None
     return None
@@ -261,13 +254,12 @@ def run(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=0.05, help="time budget per size")
     ap.add_argument("--quick", action="store_true", help="up to 256K, 5 ms per size (tests)")
     args = ap.parse_args(argv)
-    top, budget = _size(args.max_bytes), args.seconds
-    cache = None if args.cache == "auto" else _size(args.cache)
+    top, budget = parse_size(args.max_bytes), args.seconds
+    cache = None if args.cache == "auto" else parse_size(args.cache)
     red_sizes = _sizes(4 << 20, 64 << 20, 2)
     if args.quick:
         top, budget, red_sizes = min(top, 256 << 10), 0.005, _sizes(1 << 20, 4 << 20)
 
-    from minipar.parallel.comm import init  # only now: --help needs no MPI
     comm = init()
     if comm.size < 2:
         raise UserError("calibrate needs two ranks for its ping-pong: "

@@ -29,23 +29,11 @@ import time
 
 import numpy as np
 
-from minipar import launch
-from minipar.errors import UserError
-
-UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-
-
-def parse_size(text: str) -> int:
-    """``8``, ``64K``, ``16M``, ``1G`` (binary units; a trailing ``B``/``iB`` is allowed)."""
-    t = text.strip().upper().removesuffix("B").removesuffix("I")
-    try:
-        n = int(float(t[:-1]) * UNITS[t[-1]]) if t and t[-1] in UNITS else int(t)
-    except ValueError:
-        raise UserError(f"bad size {text!r}: use bytes, or 64K, 16M, 1G") from None
-    if n <= 0:
-        raise UserError(f"bad size {text!r}: must be positive")
-    return n
-
+from minipar.comm import launch
+from minipar.core.errors import UserError
+from minipar.comm.collectives import get_allreduce
+from minipar.comm.communicator import init
+from minipar.core.units import parse_size
 
 def default_sizes(lo: int = 8, hi: int = 64 << 20) -> list[int]:
     out, n = [], lo
@@ -106,8 +94,6 @@ def run(argv=None) -> int:
     sizes = [parse_size(s) for s in args.sizes.split(",")] if args.sizes else default_sizes()
     budget = parse_size(args.budget)
 
-    from minipar.parallel.collectives import get_allreduce
-    from minipar.parallel.comm import init  # only now: --help needs no MPI
     algos = [(a, get_allreduce(a)) for a in args.algos.split(",") if a]
     comm = init()
     p, dtype = comm.size, np.dtype(args.dtype)

@@ -33,28 +33,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
-from minipar import launch
-from minipar.bench.collectives import parse_size
-from minipar.errors import UserError
-from minipar.parallel import costmodel as cm
+from minipar.comm import launch
+from minipar.core.units import format_bytes, parse_size
+from minipar.core.errors import UserError
+from minipar.planning import costmodel as cm
 
 DEFAULT_SIZES = "8,1K,64K,1M,16M,64M"  # those of the collectives table in benchmarks.md
 THRESHOLD = 64 << 10
-
-
-def _mpiexec() -> str:
-    """The ``mpiexec`` next to this Python (the mpich wheel), else the one on PATH."""
-    here = Path(sys.executable).parent / "mpiexec"
-    found = str(here) if here.exists() else shutil.which("mpiexec")
-    if not found:
-        raise UserError("mpiexec not found: pip install mpich")
-    return found
 
 
 def _per_p(text: str | None, ranks, what: str) -> dict:
@@ -75,7 +65,7 @@ def _per_p(text: str | None, ranks, what: str) -> dict:
 
 def _bench(p: int, args: list[str], timeout: float) -> str:
     """stdout of ``mpiexec -n p python -m minipar.bench ARGS``."""
-    cmd = [_mpiexec(), "-n", str(p), sys.executable, "-m", "minipar.bench", *args]
+    cmd = [launch.find_mpiexec(), "-n", str(p), sys.executable, "-m", "minipar.bench", *args]
     print("running: mpiexec -n " + " ".join([str(p), "python"] + cmd[4:]), flush=True)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                           env=dict(os.environ, PYTHONUNBUFFERED="1"))
@@ -90,13 +80,6 @@ def measure(p: int, sizes: str, iters: int, algos: str, timeout: float) -> list[
     text = _bench(p, ["collectives", "--json", "--sizes", sizes, "--iters", str(iters),
                       "--algos", algos], timeout)
     return json.loads(text[text.index("["):])
-
-
-def _fmt(n: int) -> str:
-    for unit, f in (("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= f:
-            return f"{n / f:g} {unit}"
-    return f"{n} B"
 
 
 def _us(x: float) -> str:
@@ -143,11 +126,12 @@ def table(rows, params) -> str:
     cell = {(r["bytes"], r["algo"]): r for r in rows}
     host = ""
     if params.cache_bytes is not None and params.beta_mem is not None:
-        host = (f", C {_fmt(int(params.cache_bytes))}, beta_mem {params.beta_mem * 1e9:.4g} ns/B, "
+        cache = format_bytes(int(params.cache_bytes), 'g')
+        host = (f", C {cache}, beta_mem {params.beta_mem * 1e9:.4g} ns/B, "
                 f"duplex {params.duplex:.3g}")
     if params.gamma_recv is not None and params.private_bytes:
         host += (f", gamma_recv {params.gamma_recv * 1e9:.4g} ns/B up to "
-                 f"{_fmt(int(params.private_bytes))}")
+                 f"{format_bytes(int(params.private_bytes), 'g')}")
     host += f", s {params.slowdown(p):.3g}" if params.slowdown(p) != 1 else ""
     k = max(r.get("repeats", 1) for r in rows)
     which = f"the last of {k} calibrations, " if k > 1 else ""
@@ -166,7 +150,7 @@ def table(rows, params) -> str:
             spread = f"; {r['lo']:.2f}-{r['hi']:.2f}" if r.get("repeats", 1) > 1 else ""
             cells.append(f"{_us(r['time_us'])} / {_us(r['predicted_us'])} "
                          f"({r['ratio']:.2f}{spread})")
-        lines.append(f"| {_fmt(n)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {format_bytes(n, 'g')} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

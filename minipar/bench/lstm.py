@@ -26,12 +26,12 @@ import time
 
 import numpy
 
-from minipar import backend as B
+from minipar.core import backend
 from minipar.autograd import ops
 from minipar.nn.layers import Embedding, Linear
 from minipar.nn.lstm import LSTM
 from minipar.nn.module import Module
-from minipar.optim import Adam
+from minipar.nn.optim import Adam
 
 _REEXEC = "MINIPAR_BENCH_LSTM_REEXEC"
 
@@ -145,11 +145,11 @@ def main(argv=None) -> int:
     how, blas = _limit_blas(a.threads)
     torch.set_num_threads(a.threads)
 
-    B.seed(a.seed)
+    backend.seed(a.seed)
     gen = numpy.random.default_rng(a.seed)
     ids = gen.integers(0, a.vocab, size=(a.batch, a.seq))
     targets = gen.integers(0, a.vocab, size=(a.batch * a.seq,))
-    with B.dtype_scope("float32"):
+    with backend.dtype_scope("float32"):
         model = CharLSTM(a.vocab, a.embed, a.hidden)
         opt = Adam(model.parameters(), lr=1e-3)
         torch_step = _torch_setup(torch, a)

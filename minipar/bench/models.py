@@ -5,8 +5,8 @@
 The data come from ``minipar.data.MarkovSource`` (order 2 over V = 20 symbols by default):
 a chain whose entropy rate H is known exactly, so exp(H) is the lowest perplexity any model
 can reach in expectation on its text. Both models are trained in one process with the
-``minipar.tasks`` pieces (the same ones the parallel trainer calls), with Adam and a learning
-rate falling linearly to 0, and scored on an independent validation stream:
+``minipar.training.tasks`` pieces (the same ones the parallel trainer calls), with Adam and
+a learning rate falling linearly to 0, and scored on an independent validation stream:
 
     ratio = valid perplexity / exp(H)           (1.00 = as good as the true model)
 
@@ -27,8 +27,9 @@ import time
 
 import numpy
 
-from minipar import backend as B
-from minipar.tasks import default_config, get_task, train
+from minipar.core import backend
+from minipar.training.tasks import default_config, get_task, train
+from minipar.data import MarkovSource
 
 # chosen on the order-2, V = 20 source (docs/benchmarks.md): both reach the floor's 5%
 SETTINGS = {
@@ -68,7 +69,6 @@ def true_model_loss(source, stream) -> float:
 
 def main(argv=None) -> int:
     a = _parse(sys.argv[1:] if argv is None else argv)
-    from minipar.data import MarkovSource
 
     markov = {"order": a.order, "vocab_size": a.vocab, "train": a.tokens, "valid": a.valid}
     source = MarkovSource(order=a.order, vocab_size=a.vocab, seed=a.seed)
@@ -100,7 +100,8 @@ def main(argv=None) -> int:
                      "epochs": cfg.epochs, "steps": len(result.history),
                      "step_ms": 1e3 * result.step_time, "wall_s": wall,
                      "valid_loss": m["loss"], "valid_ppl": m["ppl"],
-                     "ratio": m["ppl"] / math.exp(H), "dtype": str(B.default_dtype().__name__),
+                     "ratio": m["ppl"] / math.exp(H),
+                     "dtype": str(backend.default_dtype().__name__),
                      "settings": settings})
     out = {"order": a.order, "vocab": a.vocab, "train_tokens": a.tokens,
            "valid_tokens": a.valid, "entropy_rate": H, "floor_ppl": math.exp(H),

@@ -32,8 +32,8 @@ import time
 from minipar.data.corpus import read_text
 from minipar.data.synthetic import MarkovSource
 from minipar.data.tokenize import Vocab, normalize_text
-from minipar.errors import UserError
-from minipar.models.ngram import NGramModel
+from minipar.core.errors import UserError
+from minipar.models.ngram_lm import NGramModel
 from minipar.models.ngram_counts import count_ngrams
 
 

@@ -17,19 +17,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from minipar import launch
-from minipar.bench.calibrate import _size
-from minipar.errors import UserError
-from minipar.parallel import costmodel as cm
+from minipar.comm import launch
+from minipar.core.units import parse_size
+from minipar.core.errors import UserError
+from minipar.planning import costmodel as cm
+from minipar.core.units import format_bytes
 
 SIZES = [8 * 4**k for k in range(12)]  # 8 B .. 32 MiB
-
-
-def _fmt_bytes(n: float) -> str:
-    for unit, f in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= f:
-            return f"{n / f:.4g} {unit}"
-    return f"{n:.4g} B"
 
 
 def _us(t: float) -> str:
@@ -44,14 +38,14 @@ def algorithm_table(p: int, params, sizes=SIZES) -> str:
         best = cm.best_algorithm(p, n, params)
         cells = [_us(cm.allreduce_time(a, p, n, params)) + ("*" if a == best else "")
                  for a in algs]
-        lines.append(f"| {_fmt_bytes(n)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {format_bytes(n)} | " + " | ".join(cells) + " |")
     segs = cm.crossovers(p, params)
-    lines += ["", "best from: " + ", ".join(f"{a} >= {_fmt_bytes(x)}" for x, a in segs)]
+    lines += ["", "best from: " + ", ".join(f"{a} >= {format_bytes(x)}" for x, a in segs)]
     return "\n".join(lines)
 
 
 def scaling_table(rows, grad_bytes, compute_time, scaling) -> str:
-    lines = [f"Data-parallel step ({scaling} scaling), {_fmt_bytes(grad_bytes)} of gradients, "
+    lines = [f"Data-parallel step ({scaling} scaling), {format_bytes(grad_bytes)} of gradients, "
              f"compute {compute_time * 1e3:.4g} ms per step on one rank", "",
              "| p | algorithm | compute ms | allreduce ms | step ms | efficiency |",
              "|---:|:---|---:|---:|---:|---:|"]
@@ -92,7 +86,7 @@ def plot_scaling(compute_time, grad_bytes, params, scaling, path) -> Path:
         rows = cm.dp_scaling(ps, compute_time, grad_bytes, params, alg, scaling)
         style = {"color": "black", "ls": "--", "lw": 1.5} if alg == "best" else {"lw": 1.2}
         ax.semilogx(ps, [r["efficiency"] for r in rows], label=alg, base=2, **style)
-    ax.set(title=f"data-parallel efficiency ({scaling}), {_fmt_bytes(grad_bytes)} gradients",
+    ax.set(title=f"data-parallel efficiency ({scaling}), {format_bytes(grad_bytes)} gradients",
            xlabel="ranks p", ylabel="efficiency T(1)/T(p)" if scaling == "weak" else
            "efficiency T(1)/(p T(p))", ylim=(0, 1.05))
     ax.legend(fontsize=8)
@@ -122,7 +116,7 @@ def run(argv=None) -> int:
         raise UserError(f"--p {args.p!r}: give rank counts separated by commas") from None
     if not ps or min(ps) < 1:
         raise UserError("--p needs rank counts >= 1")
-    grad = _size(args.grad_bytes)
+    grad = parse_size(args.grad_bytes)
     head = (f"parameters ({params.source}): alpha {params.alpha * 1e6:.3g} us, "
             f"beta {params.beta * 1e9:.4g} ns/B, gamma {params.gamma * 1e9:.4g} ns/B")
     rows = cm.dp_scaling([2**k for k in range(11)], args.compute_time, grad, params,

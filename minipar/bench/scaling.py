@@ -22,15 +22,13 @@ import subprocess
 import sys
 import tempfile
 
-
-def _mpiexec() -> str:
-    here = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    return here if os.path.exists(here) else (shutil.which("mpiexec") or "mpiexec")
+from minipar.comm import launch
 
 
 def run_point(model: str, ranks: int, steps: int, extra: list[str]) -> dict:
     out = tempfile.mkdtemp(prefix=f"minipar-scaling-{model}-{ranks}-")
-    cmd = [_mpiexec(), "-n", str(ranks), sys.executable, "-m", "minipar.train", "--model", model,
+    cmd = [launch.find_mpiexec(), "-n", str(ranks), sys.executable, "-m", "minipar.train",
+           "--model", model,
            "--steps", str(steps), "--out", out, "--quiet", "--sample-chars", "0", *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:

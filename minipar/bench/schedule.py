@@ -4,7 +4,7 @@
         [--chunk 8192] [--policies block,round_robin,lpt] [--reps 5] [--seed 0] [--json]
 
 Shard sizes follow a heavy-tailed law: shard i holds round(unit * c_i) tokens with
-c_i = 1 + Pareto(1.5) (``minipar.schedule.heavy_tail``: a few shards dwarf the rest, the
+c_i = 1 + Pareto(1.5) (``minipar.data.synthetic.heavy_tail``: a few shards dwarf the rest, the
 mean is 3 and the variance infinite). The work on a shard is real: counting its 1..order
 grams (``count_ngrams``) on a seeded synthetic Markov stream (every rank holds the same
 stream), in chunks of ``--chunk`` tokens as a streaming counter that spills partial counts
@@ -32,9 +32,16 @@ import statistics
 import sys
 import time
 
-from minipar import launch
-from minipar.errors import UserError
-from minipar import threads
+from minipar.comm import launch
+from minipar.core.errors import UserError
+from minipar.core import threads
+import numpy as np
+from minipar.data.synthetic import MarkovSource
+from minipar.models.ngram_counts import count_ngrams
+from minipar.comm.communicator import init
+from minipar.planning.plan import execute_plan
+from minipar.planning.policies import make_plan
+from minipar.data.synthetic import heavy_tail
 
 
 def run(argv=None) -> int:
@@ -54,13 +61,7 @@ def run(argv=None) -> int:
     if min(args.shards, args.unit, args.order, args.reps) < 1 or args.chunk < 0:
         raise UserError("--shards, --unit, --order and --reps must be at least 1, --chunk >= 0")
 
-    import numpy as np
 
-    from minipar.data.synthetic import MarkovSource
-    from minipar.models.ngram_counts import count_ngrams
-    from minipar.parallel.comm import init
-    from minipar.parallel.schedule import execute_plan, make_plan
-    from minipar.schedule import heavy_tail
 
     comm = init(trace=True)
     policies = [p for p in args.policies.split(",") if p]

@@ -27,9 +27,10 @@ import time
 
 import numpy as np
 
-from minipar import launch
-from minipar.bench.collectives import parse_size
-from minipar.errors import UserError
+from minipar.comm import launch
+from minipar.core.units import parse_size
+from minipar.core.errors import UserError
+from minipar.comm.communicator import init
 
 DEFAULT_SIZES = "64K,256K,1M,4M,16M"
 
@@ -116,7 +117,6 @@ def run(argv=None) -> int:
         raise UserError(f"--sizes {args.sizes!r}: give sizes of at least 4 bytes")
     if args.seconds <= 0:
         raise UserError(f"--seconds must be positive, got {args.seconds}")
-    from minipar.parallel.comm import init  # only now: --help needs no MPI
     comm = init()
     if comm.size < 2:
         raise UserError("steps needs two ranks: mpiexec -n 2 python -m minipar.bench steps")

@@ -6,12 +6,12 @@
         ...
 """
 
-from .batching import ClassifierBatches, ContextBatches, LMBatches, pad_batch
-from .classify import (BUILTIN_LABELS, ClassifyData, Examples, builtin_examples,
-                       builtin_sentences, load_classify, read_tsv)
-from .corpus import BUILTIN, Corpus, builtin_text, load_corpus, read_text, split_lines
-from .synthetic import MarkovSource
-from .tokenize import BOS, EOS, SPECIALS, UNK, Vocab, normalize_text
+from minipar.data.batching import ClassifierBatches, ContextBatches, LMBatches, pad_batch
+from minipar.data.classify import (BUILTIN_LABELS, ClassifyData, Examples, builtin_examples,
+                                   builtin_sentences, load_classify, read_tsv)
+from minipar.data.corpus import BUILTIN, Corpus, builtin_text, load_corpus, read_text, split_lines
+from minipar.data.synthetic import MarkovSource
+from minipar.data.tokenize import BOS, EOS, SPECIALS, UNK, Vocab, normalize_text
 
 __all__ = [
     "BOS", "BUILTIN", "BUILTIN_LABELS", "ClassifierBatches", "ClassifyData", "ContextBatches",

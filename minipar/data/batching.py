@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
-from .tokenize import BOS, UNK
+from minipar.core.errors import ConfigError, DataError
+from minipar.data.tokenize import BOS, UNK
 
 __all__ = ["LMBatches", "ContextBatches", "ClassifierBatches", "pad_batch"]
 

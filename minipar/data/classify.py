@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
-from .corpus import builtin_text, read_text
-from .tokenize import EOS, Vocab, normalize_text
+from minipar.core.errors import ConfigError, DataError
+from minipar.data.corpus import builtin_text, read_text
+from minipar.data.tokenize import EOS, Vocab, normalize_text
 
 __all__ = ["Examples", "ClassifyData", "builtin_sentences", "builtin_examples", "read_tsv",
            "load_classify", "BUILTIN_LABELS"]

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
-from .tokenize import Vocab, normalize_text
+from minipar.core.errors import ConfigError, DataError
+from minipar.data.tokenize import Vocab, normalize_text
 
 __all__ = ["BUILTIN", "Corpus", "builtin_text", "read_text", "split_lines", "load_corpus",
            "load_text_lines"]

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ConfigError
-from .corpus import Corpus
-from .tokenize import SPECIALS, Vocab
+from minipar.core.errors import ConfigError
+from minipar.data.corpus import Corpus
+from minipar.data.tokenize import SPECIALS, Vocab
 
 __all__ = ["MarkovSource"]
 
@@ -149,3 +149,10 @@ class MarkovSource:
         names = {"train": f"markov(order={self.order}, V={self.V}, seed={self.seed})"}
         return Corpus(stream(n_train, 3 * seed), stream(n_valid, 3 * seed + 1),
                       stream(n_test, 3 * seed + 2), self.vocab(), names)
+
+
+def heavy_tail(n: int, seed: int = 0, shape: float = 1.5) -> list[float]:
+    """n task costs from a Pareto distribution (shape 1.5: a few tasks dwarf the rest), so
+    block and round-robin plans end up uneven. Same seed, same costs, on every rank."""
+    rng = np.random.default_rng(seed)
+    return [round(float(x), 3) for x in 1.0 + rng.pareto(shape, size=n)]

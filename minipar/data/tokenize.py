@@ -31,7 +31,7 @@ from itertools import repeat
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from minipar.core.errors import ConfigError, DataError
 
 __all__ = ["UNK", "BOS", "EOS", "SPECIALS", "KINDS", "normalize_text", "Vocab"]
 

@@ -29,8 +29,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from ..data.tokenize import SPECIALS
-from ..errors import DataError
+from minipar.data.tokenize import SPECIALS
+from minipar.core.errors import DataError
 
 __all__ = ["write_arpa", "read_arpa", "SPACE"]
 

@@ -15,7 +15,9 @@ the task.
 
 from __future__ import annotations
 
-from minipar import backend as B
+from minipar.core import backend
+
+from minipar.core.backend import xp
 from minipar.autograd import ops
 from minipar.nn import Module, Parameter
 from minipar.nn.module import uniform
@@ -27,10 +29,9 @@ class BagOfWords(Module):
     def __init__(self, vocab_size: int):
         super().__init__()
         self.weight = Parameter(uniform((vocab_size, 1), 0.01))
-        self.bias = Parameter(B.xp.zeros((1,), dtype=B.default_dtype()))
+        self.bias = Parameter(xp.zeros((1,), dtype=backend.default_dtype()))
 
     def forward(self, ids, lengths):
-        xp = B.xp
         lengths = xp.asarray(lengths)
         steps = ids.shape[1]
         dtype = self.weight.dtype

@@ -14,7 +14,9 @@ independently, which is also why a batch can be split by rows across ranks.
 
 from __future__ import annotations
 
-from minipar import backend as B
+from minipar.core import backend
+
+from minipar.core.backend import xp
 from minipar.autograd import Tensor, ops
 from minipar.nn import Dropout, Embedding, Linear, Module
 from minipar.nn.lstm import LSTM
@@ -36,7 +38,6 @@ class LSTMClassifier(Module):
 
     def forward(self, ids, lengths):
         """Padded ids (B, T) and true lengths (B,), each >= 1 -> logits (B,)."""
-        xp = B.xp
         out, _ = self.lstm(self.drop(self.embed(ids)))  # (B, T, H)
         rows = xp.arange(out.shape[0])
         last = xp.asarray(lengths) - 1
@@ -53,5 +54,5 @@ def accuracy(logits, labels) -> float:
     """Fraction of rows where (logit > 0) == label, i.e. P(y=1) > 1/2 is predicted as 1."""
     if isinstance(logits, Tensor):
         logits = logits.data
-    pred = B.to_numpy(logits) > 0
-    return float((pred == (B.to_numpy(labels) > 0.5)).mean())
+    pred = backend.to_numpy(logits) > 0
+    return float((pred == (backend.to_numpy(labels) > 0.5)).mean())

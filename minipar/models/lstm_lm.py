@@ -21,7 +21,7 @@ would grow with every window and backward would run through the whole history.
 from __future__ import annotations
 
 from minipar.autograd import Tensor, ops
-from minipar.errors import ConfigError
+from minipar.core.errors import ConfigError
 from minipar.nn import Dropout, Embedding, Linear, Module, Parameter
 from minipar.nn.lstm import LSTM
 from minipar.nn.module import uniform

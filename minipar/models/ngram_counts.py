@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data.tokenize import BOS, EOS
+from minipar.data.tokenize import BOS, EOS
 
 __all__ = ["NGramCounts", "sentence_stream", "count_ngrams", "merge_counts",
            "split_sentences", "encode_keys", "decode_keys", "sort_unique_rows"]

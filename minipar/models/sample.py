@@ -26,8 +26,12 @@ from __future__ import annotations
 
 import numpy
 
-from minipar import backend as B
+from minipar.core import backend
+
+from minipar.core.backend import xp
 from minipar.autograd import no_grad
+from minipar.models.lstm_lm import LSTMLM
+from minipar.models.mlp_lm import MLPLM
 
 
 def draw(scores, temperature: float, rng: numpy.random.Generator) -> int:
@@ -74,8 +78,8 @@ class LSTMStepper:
 
     def _feed(self, ids):
         with no_grad():
-            logits, self.state = self.model(B.xp.asarray([ids]), self.state)
-        self._scores = B.to_numpy(logits.data[0, -1])
+            logits, self.state = self.model(xp.asarray([ids]), self.state)
+        self._scores = backend.to_numpy(logits.data[0, -1])
 
     def scores(self):
         return self._scores
@@ -93,9 +97,9 @@ class MLPStepper:
         self.history = [pad_id] * model.context + list(prompt)
 
     def scores(self):
-        ctx = B.xp.asarray([self.history[-self.model.context:]])
+        ctx = xp.asarray([self.history[-self.model.context:]])
         with no_grad():
-            return B.to_numpy(self.model(ctx).data[0])
+            return backend.to_numpy(self.model(ctx).data[0])
 
     def push(self, token: int) -> None:
         self.history.append(token)
@@ -129,8 +133,6 @@ def sentence_distribution(ngram, eos: int = 2):
 def stepper_for(model, prompt, pad_id: int = 0):
     """The stepper that fits ``model``: an LSTMLM, an MLPLM, a count N-gram model (anything
     with ``distributions(histories)``), or a callable ``dist(history)``."""
-    from minipar.models.lstm_lm import LSTMLM
-    from minipar.models.mlp_lm import MLPLM
 
     if isinstance(model, LSTMLM):
         return LSTMStepper(model, prompt)

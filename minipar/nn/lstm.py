@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import math
 
-from minipar import backend as B
+
+from minipar.core.backend import xp
 from minipar.autograd import ops
 from minipar.nn.lstm_cell import lstm_composed
 from minipar.nn.lstm_fused import LSTMLayer
@@ -64,10 +65,10 @@ class LSTM(Module):
                 getattr(self, f"bias_l{layer}"))
 
     def forward(self, x, state=None):
-        Bn, _, D = x.shape
+        B, _, D = x.shape
         if D != self.input_size:
             raise ValueError(f"LSTM expects input (B, T, {self.input_size}), got {x.shape}")
-        expect = (self.num_layers, Bn, self.hidden_size)
+        expect = (self.num_layers, B, self.hidden_size)
         h0 = c0 = None
         if state is not None:
             h0, c0 = state
@@ -86,9 +87,9 @@ def lstm_forward(x, h0, c0, weights, fused: bool = True):
     """
     if not fused:
         return lstm_composed(x, h0, c0, weights)
-    Bn = x.shape[0]
+    B = x.shape[0]
     H = weights[0][1].shape[0]
-    zeros = B.xp.zeros((Bn, H), dtype=weights[0][1].dtype)
+    zeros = xp.zeros((B, H), dtype=weights[0][1].dtype)
     out, h_last, c_last = x, [], []
     for layer, (w_ih, w_hh, b) in enumerate(weights):
         h = zeros if h0 is None else h0[layer]

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import math
 
-from minipar import backend as B
+
+from minipar.core.backend import xp
 from minipar.autograd import ops
 from minipar.nn.module import Module, Parameter, uniform
 
@@ -52,7 +53,7 @@ class LSTMCell(Module):
 
     def forward(self, x, state=None):
         if state is None:
-            z = B.xp.zeros((x.shape[0], self.hidden_size), dtype=self.weight_hh.dtype)
+            z = xp.zeros((x.shape[0], self.hidden_size), dtype=self.weight_hh.dtype)
             state = (z, z)
         h, c = state
         return lstm_cell(x, h, c, self.weight_ih, self.weight_hh, self.bias)
@@ -65,9 +66,9 @@ def lstm_composed(x, h0, c0, weights):
     (w_ih, w_hh, b) per layer. Returns (out (B, T, H), (h_n, c_n)), h_n and c_n (L, B, H).
     Layer l > 0 reads the list of per-step outputs of layer l - 1 directly.
     """
-    Bn, T, _ = x.shape
+    B, T, _ = x.shape
     H = weights[0][1].shape[0]
-    zeros = B.xp.zeros((Bn, H), dtype=weights[0][1].dtype)
+    zeros = xp.zeros((B, H), dtype=weights[0][1].dtype)
     steps = [x[:, t, :] for t in range(T)]
     h_last, c_last = [], []
     for layer, (w_ih, w_hh, b) in enumerate(weights):

@@ -49,7 +49,8 @@ from __future__ import annotations
 
 import weakref
 
-from minipar import backend as B
+
+from minipar.core.backend import xp
 from minipar.autograd.tensor import Function
 
 
@@ -65,7 +66,6 @@ class _BufferPool:
         self.free = {}
 
     def take(self, shape, dtype):
-        xp = B.xp
         stack = self.free.get((tuple(shape), xp.dtype(dtype).str, xp.ndarray))
         return stack.pop() if stack else xp.empty(shape, dtype=dtype)
 
@@ -96,28 +96,27 @@ class LSTMLayer(Function):
 
     @staticmethod
     def forward(ctx, x, h0, c0, w_ih, w_hh, b):
-        xp = B.xp
-        Bn, T, D = x.shape
+        B, T, D = x.shape
         H = w_hh.shape[0]
         dt = xp.result_type(x.dtype, w_ih.dtype)
         s = xp.full((4 * H, 1), 0.5, dtype=dt)   # row factors: 1/2 for i, f, o; 1 for g
         s[2 * H:3 * H] = 1.0
         take = _POOL.take
-        XB = take((T, Bn, D + 1), dt)            # [x_t 1], batch-major
+        XB = take((T, B, D + 1), dt)            # [x_t 1], batch-major
         XB[..., :D] = x.transpose(1, 0, 2)
         XB[..., D] = 1.0
         w_in = xp.concatenate([w_ih, b[None, :]], axis=0).T * s     # (4H, D+1)
         w_rec = xp.ascontiguousarray(w_hh.T * s)                   # (4H, H)
-        G = take((T, 4 * H, Bn), dt)      # scaled x_t W_ih + b, then the gate values
+        G = take((T, 4 * H, B), dt)      # scaled x_t W_ih + b, then the gate values
         xp.matmul(w_in, XB.transpose(0, 2, 1), out=G)
-        Hb = take((T + 1, Bn, H), dt)     # Hb[t + 1] = h_t, Hb[0] = h0
-        Cs = take((T + 1, H, Bn), dt)     # Cs[t + 1] = c_t^T
-        TC = take((T, H, Bn), dt)         # tanh(c_t)^T
+        Hb = take((T + 1, B, H), dt)     # Hb[t + 1] = h_t, Hb[0] = h0
+        Cs = take((T + 1, H, B), dt)     # Cs[t + 1] = c_t^T
+        TC = take((T, H, B), dt)         # tanh(c_t)^T
         Hb[0] = h0
         Cs[0] = c0.T
         h = xp.array(h0.T, dtype=dt, order="C")     # h_{t-1}^T, an own copy: written
-        rec = xp.empty((4 * H, Bn), dtype=dt)
-        tmp = xp.empty((H, Bn), dtype=dt)
+        rec = xp.empty((4 * H, B), dtype=dt)
+        tmp = xp.empty((H, B), dtype=dt)
         for t in range(T):
             a = G[t]
             xp.matmul(w_rec, h, out=rec)
@@ -145,22 +144,21 @@ class LSTMLayer(Function):
 
     @staticmethod
     def backward(ctx, dout, dh_n, dc_n):
-        xp = B.xp
         XB, G, Hb, Cs, TC, w_ih, w_hh = ctx.saved
-        T, H4, Bn = G.shape
+        T, H4, B = G.shape
         H, D = H4 // 4, XB.shape[2] - 1
         dt = G.dtype
         need_x, need_h0, need_c0, need_wih, need_whh, need_b = ctx.needs_input_grad
-        dout_t = _POOL.take((T, H, Bn), dt)
+        dout_t = _POOL.take((T, H, B), dt)
         dout_t[...] = dout.transpose(1, 2, 0)
-        dZ = _POOL.take((T, Bn, H4), dt)          # dz_t, batch-major, for the weight GEMMs
+        dZ = _POOL.take((T, B, H4), dt)          # dz_t, batch-major, for the weight GEMMs
         # own C-ordered copies (updated in place below): the gradients reaching h_t, c_t
         dh_rec = xp.array(dh_n.T, dtype=dt, order="C")
         dc = xp.array(dc_n.T, dtype=dt, order="C")
-        dh = xp.empty((H, Bn), dtype=dt)
-        tmp = xp.empty((H, Bn), dtype=dt)
-        P = xp.empty((H4, Bn), dtype=dt)          # partners: [dc g, dc c_prev, dc i, dh tc]
-        dz = xp.empty((H4, Bn), dtype=dt)         # gate derivatives, then dz_t^T
+        dh = xp.empty((H, B), dtype=dt)
+        tmp = xp.empty((H, B), dtype=dt)
+        P = xp.empty((H4, B), dtype=dt)          # partners: [dc g, dc c_prev, dc i, dh tc]
+        dz = xp.empty((H4, B), dtype=dt)         # gate derivatives, then dz_t^T
         for t in range(T - 1, -1, -1):
             a, tc = G[t], TC[t]
             i, f, g, o = a[:H], a[H:2 * H], a[2 * H:3 * H], a[3 * H:]
@@ -184,17 +182,17 @@ class LSTMLayer(Function):
             if t > 0 or need_h0:
                 xp.matmul(w_hh, dz, out=dh_rec)   # dh_{t-1}^T = W_hh dz_t^T
             dZ[t] = dz.T
-        dZ2 = dZ.reshape(T * Bn, H4)
+        dZ2 = dZ.reshape(T * B, H4)
         dx = dwih = dwhh = db = None
         if need_x:
-            dxb = xp.matmul(dZ2, w_ih.T).reshape(T, Bn, D)
+            dxb = xp.matmul(dZ2, w_ih.T).reshape(T, B, D)
             dx = xp.ascontiguousarray(dxb.transpose(1, 0, 2))
         if need_wih or need_b:
-            dw_in = xp.matmul(XB.reshape(T * Bn, D + 1).T, dZ2)     # [dW_ih; db]
+            dw_in = xp.matmul(XB.reshape(T * B, D + 1).T, dZ2)     # [dW_ih; db]
             dwih = dw_in[:D] if need_wih else None
             db = dw_in[D] if need_b else None
         if need_whh:
-            dwhh = xp.matmul(Hb[:T].reshape(T * Bn, H).T, dZ2)
+            dwhh = xp.matmul(Hb[:T].reshape(T * B, H).T, dZ2)
         _POOL.give(dout_t, dZ)
         dh0 = xp.ascontiguousarray(dh_rec.T) if need_h0 else None
         dc0 = xp.ascontiguousarray(dc.T) if need_c0 else None

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from minipar import backend as B
+from minipar.core import backend
 from minipar.autograd.tensor import Tensor
-from minipar.errors import CheckpointError
+from minipar.core.errors import CheckpointError
 
 
 class Parameter(Tensor):
@@ -96,7 +96,7 @@ class Module:
     # --- state -------------------------------------------------------------------------
     def state_dict(self) -> dict:
         """Parameter name -> host (NumPy) copy of its data."""
-        return {name: B.to_numpy(p.data).copy() for name, p in self.named_parameters()}
+        return {name: backend.to_numpy(p.data).copy() for name, p in self.named_parameters()}
 
     def load_state_dict(self, state: dict) -> None:
         """Copy arrays into the parameters by name. Missing, unexpected or misshapen entries
@@ -116,10 +116,10 @@ class Module:
                 parts.append("shape mismatch " + "; ".join(wrong))
             raise CheckpointError("state does not fit this model: " + " | ".join(parts))
         for k, p in own.items():
-            p.data = B.from_numpy(state[k], dtype=p.dtype).copy()
+            p.data = backend.from_numpy(state[k], dtype=p.dtype).copy()
 
 
 def uniform(shape, bound: float, dtype=None):
     """Array drawn from U(-bound, bound) with the seeded generator, on the current device."""
-    data = B.rng().uniform(-bound, bound, size=shape)
-    return B.from_numpy(data, dtype=dtype or B.default_dtype())
+    data = backend.rng().uniform(-bound, bound, size=shape)
+    return backend.from_numpy(data, dtype=dtype or backend.default_dtype())

@@ -12,10 +12,11 @@ import sys
 
 import numpy as np
 
-from minipar import train_setup
-from minipar.config import parse_args
-from minipar.parallel.comm import init
-from minipar.train import train_loop
+from minipar.training import run as train_setup
+from minipar.training.config import parse_args
+from minipar.comm.communicator import init
+from minipar.training import loop
+from minipar.training.loop import train_loop
 
 
 def main():
@@ -35,8 +36,7 @@ def main():
             return [np.concatenate(rows)]
         train_setup.shard_rows = union_rows
         train_setup.check_shard_weights = lambda cfg, size: None  # weights are for K ranks
-        import minipar.train as T
-        T.shard_rows = union_rows
+        loop.shard_rows = union_rows
     for i, argv in enumerate(runs):
         cfg = parse_args(argv + ["--out", os.path.join(out, f"run{i}"), "--quiet"])
         run = train_setup.setup(comm, cfg)

@@ -1,0 +1,152 @@
+"""The array module, the dtype policy and seeded randomness, in one place.
+
+Every tensor op reaches its array module through ``xp``, the name the NumPy and CuPy
+documentation give it: NumPy by default, CuPy when the device is ``cuda``
+(``set_device("cuda")`` or ``MINIPAR_DEVICE=cuda`` in the environment before import).
+Nothing else in minipar imports numpy or cupy for tensor math, so the same code runs on
+either.
+
+    >>> from minipar.core import backend
+    >>> from minipar.core.backend import xp
+    >>> xp.zeros(3, dtype=backend.default_dtype()).dtype
+    dtype('float32')
+
+``xp`` is a stand-in that forwards every attribute to the current module, so a name
+imported before ``set_device`` still reaches the right one; ``module()`` is the module
+itself (``backend.module() is numpy``).
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+
+import numpy
+
+__all__ = [
+    "xp", "module", "device", "set_device", "default_dtype", "set_default_dtype", "dtype_scope",
+    "to_numpy", "from_numpy", "rng", "seed", "BackendError",
+]
+
+
+class BackendError(RuntimeError):
+    """A device or dtype request that this machine cannot honour."""
+
+
+class _ArrayModule:
+    """``xp.zeros``, ``xp.exp``...: the current device's array module, looked up per use."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name):
+        return getattr(_module, name)
+
+    def __repr__(self) -> str:
+        return f"<xp: {_module.__name__}>"
+
+
+_module = numpy
+xp = _ArrayModule()
+device = "cpu"
+_default_dtype = numpy.float32
+_DTYPES = {"float32": numpy.float32, "float64": numpy.float64}
+
+
+def _load_cupy():
+    try:
+        import cupy
+    except ImportError as exc:
+        raise BackendError(
+            "device 'cuda' needs CuPy: pip install 'minipar[gpu]' (cupy-cuda12x)"
+        ) from exc
+    try:
+        n = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # CUDA driver missing or broken
+        raise BackendError(f"device 'cuda' asked for, but CUDA is not usable: {exc}") from exc
+    if n < 1:
+        raise BackendError("device 'cuda' asked for, but no GPU was found")
+    return cupy
+
+
+def set_device(name: str) -> None:
+    """Choose the array module: ``cpu`` (NumPy) or ``cuda`` (CuPy)."""
+    global _module, device
+    name = (name or "cpu").lower()
+    if name == "cpu":
+        _module, device = numpy, "cpu"
+    elif name in ("cuda", "gpu"):
+        _module, device = _load_cupy(), "cuda"
+    else:
+        raise BackendError(f"unknown device {name!r}: use 'cpu' or 'cuda'")
+
+
+def module():
+    """The array module itself (``numpy`` or ``cupy``), e.g. for ``module() is numpy``."""
+    return _module
+
+
+def default_dtype():
+    """The floating dtype new tensors get (float32 unless changed)."""
+    return _default_dtype
+
+
+def set_default_dtype(dtype) -> None:
+    """Set the default floating dtype: ``float32`` or ``float64`` (name or numpy dtype)."""
+    global _default_dtype
+    key = numpy.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    if key not in _DTYPES:
+        raise BackendError(f"unsupported dtype {dtype!r}: use float32 or float64")
+    _default_dtype = _DTYPES[key]
+
+
+@contextmanager
+def dtype_scope(dtype):
+    """Temporarily change the default dtype (gradient checks use float64)."""
+    old = _default_dtype
+    set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        set_default_dtype(old)
+
+
+def to_numpy(a):
+    """Host copy of an array from either module (a NumPy array is returned as is)."""
+    if isinstance(a, numpy.ndarray) or numpy.isscalar(a):
+        return numpy.asarray(a)
+    return a.get()
+
+
+def from_numpy(a, dtype=None):
+    """Move a host array onto the current device (no copy on the CPU when dtype matches)."""
+    return xp.asarray(a, dtype=dtype)
+
+
+_rng = numpy.random.default_rng(0)
+
+
+def seed(s) -> None:
+    """Seed minipar's generator (parameter init, dropout masks, sampling); ``s`` is an int
+    or a sequence of ints (e.g. [seed, rank] for a stream of one's own)."""
+    global _rng
+    _rng = numpy.random.default_rng(s)
+
+
+def rng() -> numpy.random.Generator:
+    """The seeded host generator. Draw on the host, then ``from_numpy``: identical draws on
+    CPU and GPU make runs comparable across devices."""
+    return _rng
+
+
+def get_rng_state() -> dict:
+    """The generator's state, for checkpoints."""
+    return _rng.bit_generator.state
+
+
+def set_rng_state(state: dict) -> None:
+    _rng.bit_generator.state = state
+
+
+_env = os.environ.get("MINIPAR_DEVICE")
+if _env:
+    set_device(_env)

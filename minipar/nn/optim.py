@@ -1,0 +1,121 @@
+"""Optimizers (SGD with momentum and weight decay, Adam) and global gradient-norm clipping.
+
+Updates run in place on ``p.data`` under no graph. Optimizer state (momentum, Adam moments)
+is a list of arrays per slot, one per parameter in ``parameters()`` order, so it can be saved,
+averaged across ranks, or broadcast like the parameters themselves.
+"""
+
+from __future__ import annotations
+
+import math
+
+from minipar.core import backend
+
+from minipar.core.backend import xp
+
+
+class Optimizer:
+    slots: tuple = ()
+
+    def __init__(self, params, lr: float):
+        self.params = list(params)
+        if not self.params:
+            raise ValueError("optimizer got no parameters")
+        if not lr > 0:
+            raise ValueError(f"learning rate must be positive, got {lr}")
+        self.lr = lr
+        self.t = 0
+        self.state = {s: [xp.zeros_like(p.data) for p in self.params] for s in self.slots}
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def step(self) -> None:
+        self.t += 1
+        for i, p in enumerate(self.params):
+            if p.grad is not None:
+                self._update(i, p.data, p.grad)
+
+    def _update(self, i, w, g):
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        """Host copies: {"t": steps taken, slot: [array per parameter]}."""
+        out = {"t": self.t}
+        for s, arrays in self.state.items():
+            out[s] = [backend.to_numpy(a).copy() for a in arrays]
+        return out
+
+    def load_state_dict(self, state: dict) -> None:
+        self.t = int(state["t"])
+        for s in self.slots:
+            arrays = state[s]
+            if len(arrays) != len(self.params):
+                raise ValueError(f"optimizer state has {len(arrays)} entries for {s!r}, "
+                                 f"model has {len(self.params)} parameters")
+            self.state[s] = [backend.from_numpy(a, dtype=p.dtype).copy()
+                             for a, p in zip(arrays, self.params)]
+
+
+class SGD(Optimizer):
+    """v = mu v + (g + wd w);  w -= lr v   (plain SGD when mu = 0)."""
+
+    slots = ("momentum",)
+
+    def __init__(self, params, lr: float = 0.1, momentum: float = 0.0, weight_decay: float = 0.0):
+        super().__init__(params, lr)
+        self.momentum, self.weight_decay = momentum, weight_decay
+
+    def _update(self, i, w, g):
+        if self.weight_decay:
+            g = g + self.weight_decay * w
+        if self.momentum:
+            v = self.state["momentum"][i]
+            v *= self.momentum
+            v += g
+            g = v
+        w -= self.lr * g
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba), bias-corrected:
+
+        m = b1 m + (1 - b1) g,   v = b2 v + (1 - b2) g^2
+        w -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+
+    ``weight_decay`` adds wd * w to g first (L2, as in the original paper)."""
+
+    slots = ("m", "v")
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0):
+        super().__init__(params, lr)
+        self.b1, self.b2 = betas
+        self.eps, self.weight_decay = eps, weight_decay
+
+    def _update(self, i, w, g):
+        if self.weight_decay:
+            g = g + self.weight_decay * w
+        m, v = self.state["m"][i], self.state["v"][i]
+        m *= self.b1
+        m += (1 - self.b1) * g
+        v *= self.b2
+        v += (1 - self.b2) * (g * g)
+        step = self.lr / (1 - self.b1 ** self.t)
+        denom = xp.sqrt(v)
+        denom *= 1.0 / math.sqrt(1 - self.b2 ** self.t)
+        denom += self.eps
+        w -= step * (m / denom)
+
+
+def clip_grad_norm(params, max_norm: float) -> float:
+    """Scale all gradients by min(1, max_norm / ||g||), ||g|| the norm over all of them
+    together. Returns ||g|| before clipping."""
+    grads = [p.grad for p in params if p.grad is not None]
+    total = math.sqrt(sum(float((g * g).sum()) for g in grads))
+    if max_norm > 0 and total > max_norm:
+        scale = max_norm / (total + 1e-6)
+        for g in grads:
+            g *= scale
+    return total

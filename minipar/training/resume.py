@@ -1,0 +1,131 @@
+"""Checkpoints of a training run: save every rank's part, and resume from the latest one.
+
+The files themselves (atomic writes, checksums, the layout) are :mod:`minipar.training.checkpoint`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+
+from minipar.autograd import Tensor
+from minipar.core import backend
+from minipar.core.backend import xp
+from minipar.core.errors import CheckpointError, Divergence
+from minipar.training import checkpoint as ckpt
+from minipar.training.run_state import Run
+
+
+def save_checkpoint(run: Run) -> str | None:
+    """Rank 0 writes parameters, optimizer state, step, every rank's RNG state and carried
+    LSTM state, the vocabulary and the configuration (see minipar.training.checkpoint).
+
+    First every rank checks its parameters are finite (one allreduce of a flag): a diverged
+    model must never replace the last good checkpoint."""
+    comm = run.comm
+    if run.saved_step == run.step:
+        return os.path.join(run.run_dir, "checkpoint", f"step-{run.step:08d}")
+    bad = np.array([sum(not xp.isfinite(p.data).all() for p in run.model.parameters())],
+                   dtype=np.float64)
+    mine = {"rng": backend.get_rng_state(),
+            "state": None if run.state is None else [backend.to_numpy(s.data) for s in run.state]}
+    if run.cfg.sync == "average" and comm.size > 1:  # replicas differ between averages
+        mine["own"] = {**{f"param/{k}": a for k, a in run.model.state_dict().items()},
+                       **{f"optim/{k}": a for k, a in
+                          ckpt.flatten_optim(run.opt.state_dict()).items()}}
+    with comm.phase("checkpoint"):
+        if comm.size > 1:
+            comm.allreduce(bad)
+        every = comm.gather_obj(mine, 0) if comm.size > 1 else [mine]
+    if bad[0]:
+        raise Divergence(f"the parameters became non-finite by step {run.step}; lower --lr "
+                         f"(now {run.tcfg.lr}); the last good checkpoint is kept in "
+                         f"{run.run_dir}")
+    run.saved_step = run.step
+    if comm.rank != 0:
+        return None
+    ranks = {}
+    for r, m in enumerate(every):
+        if m["state"] is not None:
+            ranks[f"r{r}/h"], ranks[f"r{r}/c"] = m["state"]
+        ranks.update({f"r{r}/{k}": a for k, a in m.get("own", {}).items()})
+    epoch, pos = divmod(run.step, max(run.per_epoch, 1))
+    meta = {"config": dataclasses.asdict(run.cfg), "model": run.cfg.model, "ranks": comm.size,
+            "sync": run.cfg.sync, "epoch": epoch,
+            "data_position": {"epoch": epoch, "batch": pos, "per_epoch": run.per_epoch,
+                              "rule": "every rank's batches are a function of (epoch, batch)"},
+            "vocab": run.data.vocab.to_dict(), "rng": [m["rng"] for m in every]}
+    return ckpt.save(run.run_dir, run.step, run.model.state_dict(), run.opt.state_dict(),
+                     meta, ranks)
+
+
+def resume(run: Run) -> None:
+    """Continue from the run directory's latest checkpoint; refuse one that does not fit."""
+    params, optim, meta, ranks = ckpt.load(run.cfg.resume)
+    c, cfg = run.comm, run.cfg
+    where = run.cfg.resume
+    own = f"r{c.rank}/"
+    if meta.get("ranks") == c.size and f"{own}optim/t" in ranks:  # --sync average: my replica
+        params = {k[len(own) + 6:]: a for k, a in ranks.items() if k.startswith(own + "param/")}
+        optim = ckpt.unflatten_optim({k[len(own) + 6:]: a for k, a in ranks.items()
+                                      if k.startswith(own + "optim/")})
+    if meta.get("model") != cfg.model:
+        raise CheckpointError(f"{where}: checkpoint of a {meta.get('model')!r} model, "
+                              f"not {cfg.model!r}")
+    if meta.get("vocab") != run.data.vocab.to_dict():
+        raise CheckpointError(f"{where}: the checkpoint's vocabulary differs from "
+                              f"this data's (another corpus or --tokens?)")
+    try:
+        run.model.load_state_dict(params)
+        run.opt.load_state_dict(optim)
+    except (ValueError, KeyError) as exc:
+        raise CheckpointError(f"{where}: does not fit this model ({exc})") from None
+    except CheckpointError as exc:
+        raise CheckpointError(f"{where}: {exc}") from None
+    run.step = run.saved_step = int(meta["step"])
+    if hasattr(run.sync, "t"):  # --sync average counts steps to its next averaging
+        run.sync.t = run.step
+    saved = meta.get("config", {})
+    rows_same = saved.get("batch_size") == cfg.batch_size and saved.get("shard") == cfg.shard
+    if meta["ranks"] == c.size:
+        backend.set_rng_state(meta["rng"][c.rank])
+        if f"r{c.rank}/h" in ranks and rows_same:
+            run.state = (Tensor(backend.from_numpy(ranks[f"r{c.rank}/h"])),
+                         Tensor(backend.from_numpy(ranks[f"r{c.rank}/c"])))
+        elif f"r{c.rank}/h" in ranks:
+            run.notes.append("the rows of a batch changed (--batch-size or --shard): the "
+                             "carried LSTM state restarts from zeros")
+    elif cfg.sync != "allreduce":
+        raise CheckpointError(f"{where}: written by {meta['ranks']} ranks; resuming "
+                              f"on {c.size} ranks works only with --sync allreduce")
+    else:
+        run.notes.append(f"resumed on {c.size} ranks from {meta['ranks']}: rows are shared out "
+                         f"anew, so carried LSTM state restarts from zeros and dropout draws "
+                         f"differ; parameters and optimizer state continue exactly")
+    if run.step >= run.total_steps:
+        run.notes.append(f"the checkpoint is at step {run.step}, already at --steps "
+                         f"{run.total_steps}: nothing left to train")
+    else:
+        run.notes.append(f"resumed from {ckpt.resolve(where)[0]} at step {run.step} of "
+                         f"{run.total_steps}")
+    if c.rank == 0:
+        _trim_metrics(run.run_dir, run.step)
+
+
+def _trim_metrics(run_dir: str, step: int) -> None:
+    """Drop metrics.jsonl rows past the checkpoint (steps that will be trained again)."""
+    path = os.path.join(run_dir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return
+    keep = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                if json.loads(line)["step"] <= step:
+                    keep.append(line if line.endswith("\n") else line + "\n")
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut short by a crash
+    ckpt.atomic_write(path, "".join(keep).encode())

@@ -1,0 +1,273 @@
+"""Keeping the replicas in step: gradient allreduce, parameter averaging, parameter server.
+
+Every rank holds a full copy of the model. Rank r back-propagates s_r / n, where s_r is the
+sum of the loss terms of its rows and n = sum_r c_r the number of loss terms in the whole
+global batch (every rank knows n: it builds the same global batch). One process would compute
+
+    g = d/dw (sum_r s_r) / n = sum_r d(s_r / n)/dw
+
+so the allreduce strategy only SUMS the gradients. A rank with no rows this step contributes
+zeros and still takes part in every collective. The result is the one-process gradient
+whatever the split (uneven shards included), up to float rounding.
+
+Strategies (``make_sync``):
+    allreduce  every step, gradients packed into buckets of ``bucket_bytes``, each bucket one
+               allreduce (any algorithm of minipar.comm.collectives). With ``overlap`` and
+               MPI's own allreduce, a bucket's non-blocking allreduce starts as soon as its last
+               gradient is ready, while the backward pass goes on.
+    average    local SGD: each rank steps on its own mean loss; every k steps parameters and the
+               optimizer's state (Adam's m and v, SGD momentum) are averaged equally.
+    ps         parameter server: workers send g_r and n_r to rank 0, which sums, steps the
+               optimizer and sends the new parameters back to every worker. Synchronous.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from minipar.core import backend
+
+from minipar.core.backend import xp
+from minipar.core.errors import ConfigError
+from minipar.comm.collectives import broadcast_tree, get_allreduce
+
+STRATEGIES = ("allreduce", "average", "ps")
+TAG_PS_GRAD, TAG_PS_PARAM = 501, 502
+
+
+class ReplicaDrift(RuntimeError):
+    """Replicas that should hold identical parameters do not."""
+
+
+def _host(a):
+    return backend.to_numpy(a)
+
+
+def flat_size(arrays) -> int:
+    return int(sum(a.size for a in arrays))
+
+
+def pack(arrays, out: np.ndarray) -> np.ndarray:
+    """Copy arrays (None counts as zeros) one after another into the flat host buffer."""
+    at = 0
+    for a, n in arrays:
+        if a is None:
+            out[at:at + n] = 0
+        else:
+            out[at:at + n] = _host(a).reshape(-1)
+        at += n
+    return out
+
+
+def unpack(flat: np.ndarray, targets, scale: float = 1.0) -> None:
+    """Write slices of ``flat`` (times ``scale``) back into the target arrays, in place."""
+    at = 0
+    for t in targets:
+        n = t.size
+        piece = flat[at:at + n].reshape(t.shape)
+        t[...] = backend.from_numpy(piece * scale if scale != 1.0 else piece, dtype=t.dtype)
+        at += n
+
+
+def make_buckets(params, bucket_bytes: int) -> list[list[int]]:
+    """Group parameter indices into buckets of about ``bucket_bytes``, last parameter first:
+    the backward pass finishes the last layers first, so their bucket can leave first."""
+    buckets, cur, size = [], [], 0
+    for i in reversed(range(len(params))):
+        cur.append(i)
+        size += params[i].data.nbytes
+        if size >= bucket_bytes:
+            buckets.append(cur)
+            cur, size = [], 0
+    if cur:
+        buckets.append(cur)
+    return buckets
+
+
+def broadcast_parameters(comm, params, root: int = 0) -> None:
+    """Every rank starts from root's parameters (one binomial-tree broadcast of all of them)."""
+    if comm.size == 1:
+        return
+    arrays = [p.data for p in params]
+    flat = np.empty(flat_size(arrays), dtype=_host(arrays[0]).dtype)
+    if comm.rank == root:
+        pack([(a, a.size) for a in arrays], flat)
+    with comm.phase("init"):
+        broadcast_tree(comm, flat, root)
+    unpack(flat, arrays)
+
+
+def parameter_digest(params) -> str:
+    h = hashlib.sha1()
+    for p in params:
+        h.update(np.ascontiguousarray(_host(p.data)).tobytes())
+    return h.hexdigest()
+
+
+def check_replicas(comm, params, step: int) -> None:
+    """Raise ReplicaDrift on every rank if any two ranks' parameters differ in any bit."""
+    with comm.phase("check-sync"):
+        digests = comm.allgather_obj(parameter_digest(params))
+    groups: dict[str, list[int]] = {}
+    for r, d in enumerate(digests):
+        groups.setdefault(d, []).append(r)
+    if len(groups) > 1:
+        parts = "; ".join(f"ranks {v} hold {k[:10]}" for k, v in groups.items())
+        raise ReplicaDrift(f"replicas drifted apart at step {step}: {parts}")
+
+
+class AllreduceSync:
+    """Gradient allreduce in buckets; see the module docstring."""
+
+    name = "allreduce"
+
+    def __init__(self, comm, params, algorithm="ring", bucket_bytes=1 << 20, overlap=False):
+        self.comm, self.params = comm, list(params)
+        self.allreduce = get_allreduce(algorithm)
+        self.algorithm = algorithm
+        self.buckets = make_buckets(self.params, bucket_bytes)
+        dtype = _host(self.params[0].data).dtype
+        self.flats = [np.empty(flat_size([self.params[i].data for i in b]), dtype)
+                      for b in self.buckets]
+        self.overlap = overlap and algorithm == "mpi" and hasattr(comm, "iallreduce")
+        self._pending = {}
+        self._launched = 0
+        if self.overlap:
+            where = {i: k for k, b in enumerate(self.buckets) for i in b}
+            self._left = [len(b) for b in self.buckets]
+            for i, p in enumerate(self.params):
+                p.register_grad_hook(lambda _t, k=where[i]: self._ready(k))
+
+    def _ready(self, k: int) -> None:
+        self._left[k] -= 1
+        # launch strictly in bucket order: every rank must start collectives in the same order
+        while self._launched < len(self.buckets) and self._left[self._launched] == 0:
+            self._launch(self._launched)
+
+    def _launch(self, k: int) -> None:
+        grads = [(self.params[i].grad, self.params[i].size) for i in self.buckets[k]]
+        flat = pack(grads, self.flats[k])
+        with self.comm.phase("sync"):
+            if self.overlap:
+                self._pending[k] = self.comm.iallreduce(flat)
+            else:
+                self.allreduce(self.comm, flat)
+        self._launched += 1
+
+    def finish(self) -> None:
+        """After backward: launch what is left (in bucket order), wait, and write the summed
+        gradients back into every parameter's ``.grad``."""
+        while self._launched < len(self.buckets):
+            self._launch(self._launched)
+        for k, b in enumerate(self.buckets):
+            if k in self._pending:
+                with self.comm.phase("sync"):
+                    self.comm.wait(self._pending.pop(k))
+            grads = []
+            for i in b:
+                p = self.params[i]
+                if p.grad is None:
+                    p.grad = xp.zeros_like(p.data)
+                grads.append(p.grad)
+            unpack(self.flats[k], grads)
+        self._launched = 0
+        if self.overlap:
+            self._left = [len(b) for b in self.buckets]
+
+    def step(self, optimizer, clip, local_count: int, global_count: int) -> None:
+        self.finish()
+        clip()
+        optimizer.step()
+
+
+class AverageSync:
+    """Local SGD: step alone on the local mean gradient, average parameters (and optimizer
+    state) every ``every`` steps: w = (1/p) sum_r w_r."""
+
+    name = "average"
+
+    def __init__(self, comm, params, algorithm="ring", every=4):
+        if every < 1:
+            raise ConfigError(f"--average-every must be at least 1, got {every}")
+        self.comm, self.params, self.every = comm, list(params), every
+        self.allreduce = get_allreduce(algorithm)
+        self.t = 0
+
+    def _average(self, arrays) -> None:
+        flat = np.empty(flat_size(arrays), _host(arrays[0]).dtype)
+        pack([(a, a.size) for a in arrays], flat)
+        with self.comm.phase("sync"):
+            self.allreduce(self.comm, flat)
+        unpack(flat, arrays, 1.0 / self.comm.size)
+
+    def step(self, optimizer, clip, local_count: int, global_count: int) -> None:
+        # each rank back-propagated s_r / n; its own mean needs s_r / c_r
+        if local_count > 0:
+            scale = global_count / local_count
+            for p in self.params:
+                if p.grad is not None:
+                    p.grad *= scale
+            clip()
+            optimizer.step()
+        else:
+            optimizer.t += 1  # no data this step: keep the step count in agreement
+        self.t += 1
+        if self.t % self.every == 0 and self.comm.size > 1:
+            self._average([p.data for p in self.params])
+            for slot in optimizer.state.values():
+                self._average(slot)
+
+
+class ParameterServerSync:
+    """Rank 0 is the server: it receives every worker's gradient (one message each), adds
+    its own, steps the optimizer, and sends the parameters back to every worker."""
+
+    name = "ps"
+
+    def __init__(self, comm, params):
+        self.comm, self.params = comm, list(params)
+        self.dtype = _host(self.params[0].data).dtype
+        self.n = flat_size([p.data for p in self.params])
+
+    def step(self, optimizer, clip, local_count: int, global_count: int) -> None:
+        c, params = self.comm, self.params
+        grads = pack([(p.grad, p.size) for p in params], np.empty(self.n, self.dtype))
+        with c.phase("sync"):
+            if c.rank == 0:
+                incoming = np.empty_like(grads)
+                for src in range(1, c.size):  # fixed order: the sum is the same every run
+                    c.recv(incoming, src, TAG_PS_GRAD, note="push gradients")
+                    grads += incoming
+            else:
+                c.send(grads, 0, TAG_PS_GRAD, note="push gradients")
+        flat = np.empty(self.n, self.dtype)
+        if c.rank == 0:
+            for p in params:
+                if p.grad is None:
+                    p.grad = xp.zeros_like(p.data)
+            unpack(grads, [p.grad for p in params])
+            clip()
+            optimizer.step()
+            pack([(p.data, p.size) for p in params], flat)
+        with c.phase("sync"):
+            if c.rank == 0:
+                for dst in range(1, c.size):
+                    c.send(flat, dst, TAG_PS_PARAM, note="pull parameters")
+            else:
+                c.recv(flat, 0, TAG_PS_PARAM, note="pull parameters")
+        if c.rank != 0:
+            unpack(flat, [p.data for p in params])
+            optimizer.t += 1  # keeps the step count (and bias correction) in agreement
+
+
+def make_sync(name: str, comm, params, algorithm="ring", bucket_bytes=1 << 20, overlap=False,
+              every=4):
+    if name == "allreduce":
+        return AllreduceSync(comm, params, algorithm, bucket_bytes, overlap)
+    if name == "average":
+        return AverageSync(comm, params, algorithm, every)
+    if name == "ps":
+        return ParameterServerSync(comm, params)
+    raise ConfigError(f"unknown --sync {name!r}: use one of {', '.join(STRATEGIES)}")
