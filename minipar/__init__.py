@@ -9,3 +9,12 @@ __version__ = "0.2.0"
 from minipar.core import threads as _threads
 
 _threads.apply()  # before NumPy loads: one BLAS thread budget per rank (see core/threads.py)
+
+
+def __getattr__(name):
+    """``minipar.keras`` on first use, so ``import minipar as tf; tf.keras.Sequential`` works
+    without loading the Keras-style API into every command."""
+    if name == "keras":
+        import importlib
+        return importlib.import_module("minipar.keras")
+    raise AttributeError(f"module 'minipar' has no attribute {name!r}")

@@ -28,7 +28,7 @@ import numpy
 
 from minipar.core import backend
 from minipar.autograd import ops
-from minipar.nn.layers import Embedding, Linear
+from minipar.nn.basic import Embedding, Linear
 from minipar.nn.lstm import LSTM
 from minipar.nn.module import Module
 from minipar.nn.optim import Adam

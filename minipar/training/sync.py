@@ -24,6 +24,7 @@ Strategies (``make_sync``):
 from __future__ import annotations
 
 import hashlib
+import time
 
 import numpy as np
 
@@ -32,6 +33,7 @@ from minipar.core import backend
 from minipar.core.backend import xp
 from minipar.core.errors import ConfigError
 from minipar.comm.collectives import broadcast_tree, get_allreduce
+from minipar.comm.sparse import allreduce_rows
 
 STRATEGIES = ("allreduce", "average", "ps")
 TAG_PS_GRAD, TAG_PS_PARAM = 501, 502
@@ -119,7 +121,12 @@ def check_replicas(comm, params, step: int) -> None:
 
 
 class AllreduceSync:
-    """Gradient allreduce in buckets; see the module docstring."""
+    """Gradient allreduce in buckets; see the module docstring.
+
+    Parameters marked ``sparse_grad`` (embedding tables) stay out of the buckets: their
+    gradient goes through ``comm.sparse.allreduce_rows``, as (ids, rows) when that is
+    smaller. ``finish(extra)`` adds a few more numbers (a step's metrics) to the end of the
+    last bucket, so they are summed by the same allreduce instead of one more round trip."""
 
     name = "allreduce"
 
@@ -127,18 +134,24 @@ class AllreduceSync:
         self.comm, self.params = comm, list(params)
         self.allreduce = get_allreduce(algorithm)
         self.algorithm = algorithm
-        self.buckets = make_buckets(self.params, bucket_bytes)
-        dtype = _host(self.params[0].data).dtype
-        self.flats = [np.empty(flat_size([self.params[i].data for i in b]), dtype)
+        self.sparse = [i for i, p in enumerate(self.params) if getattr(p, "sparse_grad", False)]
+        dense = [p for i, p in enumerate(self.params) if i not in self.sparse]
+        index = [i for i in range(len(self.params)) if i not in self.sparse]
+        self.buckets = [[index[j] for j in b] for b in make_buckets(dense, bucket_bytes)]
+        self.dtype = _host(self.params[0].data).dtype
+        self.flats = [np.empty(flat_size([self.params[i].data for i in b]), self.dtype)
                       for b in self.buckets]
+        self.sent_sparse = 0  # steps whose embedding gradients went as (ids, rows)
         self.overlap = overlap and algorithm == "mpi" and hasattr(comm, "iallreduce")
         self._pending = {}
         self._launched = 0
+        self._extra = None
+        self._with_extra = np.empty(0, self.dtype)  # the last bucket with the extra at its end
         if self.overlap:
             where = {i: k for k, b in enumerate(self.buckets) for i in b}
             self._left = [len(b) for b in self.buckets]
-            for i, p in enumerate(self.params):
-                p.register_grad_hook(lambda _t, k=where[i]: self._ready(k))
+            for i in where:
+                self.params[i].register_grad_hook(lambda _t, k=where[i]: self._ready(k))
 
     def _ready(self, k: int) -> None:
         self._left[k] -= 1
@@ -148,7 +161,17 @@ class AllreduceSync:
 
     def _launch(self, k: int) -> None:
         grads = [(self.params[i].grad, self.params[i].size) for i in self.buckets[k]]
-        flat = pack(grads, self.flats[k])
+        flat = self.flats[k]
+        last = k == len(self.buckets) - 1
+        if last and self._extra is not None:  # the metrics ride along at the end
+            n = flat.size
+            if self._with_extra.size != n + self._extra.size:
+                self._with_extra = np.empty(n + self._extra.size, self.dtype)
+            flat = self._with_extra
+            flat[n:] = self._extra
+            pack(grads, flat[:n])
+        else:
+            pack(grads, flat)
         with self.comm.phase("sync"):
             if self.overlap:
                 self._pending[k] = self.comm.iallreduce(flat)
@@ -156,25 +179,43 @@ class AllreduceSync:
                 self.allreduce(self.comm, flat)
         self._launched += 1
 
-    def finish(self) -> None:
+    def finish(self, extra: np.ndarray | None = None) -> np.ndarray | None:
         """After backward: launch what is left (in bucket order), wait, and write the summed
-        gradients back into every parameter's ``.grad``."""
+        gradients back into every parameter's ``.grad``. Returns ``extra`` summed over the
+        ranks (when given)."""
+        if extra is not None:
+            self._extra = np.asarray(extra, dtype=self.dtype)
+            if not self.buckets:  # nothing dense to ride on
+                self.allreduce(self.comm, self._extra)
         while self._launched < len(self.buckets):
             self._launch(self._launched)
+        summed = None
         for k, b in enumerate(self.buckets):
             if k in self._pending:
                 with self.comm.phase("sync"):
                     self.comm.wait(self._pending.pop(k))
-            grads = []
-            for i in b:
-                p = self.params[i]
-                if p.grad is None:
-                    p.grad = xp.zeros_like(p.data)
-                grads.append(p.grad)
-            unpack(self.flats[k], grads)
-        self._launched = 0
+            flat = self.flats[k]
+            if k == len(self.buckets) - 1 and self._extra is not None:
+                summed = self._with_extra[flat.size:].copy()
+                flat = self._with_extra[:flat.size]
+            unpack(flat, [self._grad(i) for i in b])
+        for i in self.sparse:
+            g = np.ascontiguousarray(_host(self._grad(i)))
+            with self.comm.phase("sync"):
+                self.sent_sparse += allreduce_rows(self.comm, g, self.allreduce)
+            self.params[i].grad = backend.from_numpy(g, dtype=self.params[i].dtype)
+        if extra is not None and not self.buckets:
+            summed = self._extra.copy()
+        self._launched, self._extra = 0, None
         if self.overlap:
             self._left = [len(b) for b in self.buckets]
+        return summed
+
+    def _grad(self, i: int):
+        p = self.params[i]
+        if p.grad is None:
+            p.grad = xp.zeros_like(p.data)
+        return p.grad
 
     def step(self, optimizer, clip, local_count: int, global_count: int) -> None:
         self.finish()
@@ -194,13 +235,16 @@ class AverageSync:
         self.comm, self.params, self.every = comm, list(params), every
         self.allreduce = get_allreduce(algorithm)
         self.t = 0
+        self.comm_s = 0.0  # seconds spent averaging (the only communication)
 
     def _average(self, arrays) -> None:
+        t0 = time.perf_counter()
         flat = np.empty(flat_size(arrays), _host(arrays[0]).dtype)
         pack([(a, a.size) for a in arrays], flat)
         with self.comm.phase("sync"):
             self.allreduce(self.comm, flat)
         unpack(flat, arrays, 1.0 / self.comm.size)
+        self.comm_s += time.perf_counter() - t0
 
     def step(self, optimizer, clip, local_count: int, global_count: int) -> None:
         # each rank back-propagated s_r / n; its own mean needs s_r / c_r

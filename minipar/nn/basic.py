@@ -1,4 +1,4 @@
-"""Linear, Embedding and Dropout layers."""
+"""The basic layers: Linear, Embedding and Dropout."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ class Embedding(Module):
     def __init__(self, num_embeddings: int, dim: int):
         super().__init__()
         self.weight = Parameter(uniform((num_embeddings, dim), 0.1))
-
+        self.weight.sparse_grad = True  # its gradient has rows only for the ids used
     def forward(self, ids):
         return ops.embedding(self.weight, ids)
 
