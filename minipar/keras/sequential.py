@@ -140,6 +140,8 @@ class Sequential(Module):
         return [backend.to_numpy(p.data).copy() for p in self.parameters()]
 
     def set_weights(self, weights) -> None:
+        if not self.built:
+            raise ConfigError("set_weights: the model is not built yet (call build or fit)")
         params = self.parameters()
         if len(weights) != len(params):
             raise ConfigError(f"set_weights: {len(weights)} arrays for {len(params)} weights")
