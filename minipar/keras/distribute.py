@@ -43,6 +43,8 @@ class Distribute:
     sync           "allreduce": gradients summed every step (exact);
                    "average": local SGD, parameters and Adam's state averaged every
                    ``average_every`` steps (not the one-process result)
+    sparse         send an embedding's gradient as (ids, rows) when that is smaller (True),
+                   or always as the whole table (False, to compare)
     show_comm      print every message as it happens (rank, op, peer, bytes)
     table          print the per-rank communication table after ``fit`` (rank 0)
     trace          write a Chrome trace of ``fit`` here (and a PNG timeline beside it)
@@ -51,6 +53,7 @@ class Distribute:
     allreduce: str = "ring"
     sync: str = "allreduce"
     average_every: int = 8
+    sparse: bool = True
     show_comm: bool = False
     table: bool = True
     trace: str | None = None
@@ -112,7 +115,8 @@ class DataParallel:
             return
         broadcast_parameters(self.comm, params)
         if self.config.sync == "allreduce":
-            self.sync = AllreduceSync(self.comm, params, self.config.allreduce)
+            self.sync = AllreduceSync(self.comm, params, self.config.allreduce,
+                                      sparse=self.config.sparse)
         else:
             self.sync = AverageSync(self.comm, params, self.config.allreduce,
                                     self.config.average_every)
@@ -185,7 +189,8 @@ class DataParallel:
 
     def report(self) -> None:
         """The per-rank table (rank 0) and the trace files, as ``Distribute`` asks."""
-        if self.size == 1 and not self.config.trace:
+        if not self.config.trace and (self.size == 1 or not self.config.table):
+            self.comm.tracer.events.clear()
             return
         png = None
         if self.config.trace:

@@ -130,11 +130,13 @@ class AllreduceSync:
 
     name = "allreduce"
 
-    def __init__(self, comm, params, algorithm="ring", bucket_bytes=1 << 20, overlap=False):
+    def __init__(self, comm, params, algorithm="ring", bucket_bytes=1 << 20, overlap=False,
+                 sparse: bool = True):
         self.comm, self.params = comm, list(params)
         self.allreduce = get_allreduce(algorithm)
         self.algorithm = algorithm
-        self.sparse = [i for i, p in enumerate(self.params) if getattr(p, "sparse_grad", False)]
+        self.sparse = [i for i, p in enumerate(self.params)
+                       if sparse and getattr(p, "sparse_grad", False)]
         dense = [p for i, p in enumerate(self.params) if i not in self.sparse]
         index = [i for i in range(len(self.params)) if i not in self.sparse]
         self.buckets = [[index[j] for j in b] for b in make_buckets(dense, bucket_bytes)]
