@@ -147,7 +147,10 @@ class Tensor:
         return backend.to_numpy(self.data)
 
     def item(self) -> float:
-        return float(self.data.reshape(-1)[0]) if self.data.size == 1 else _not_scalar(self)
+        """The value of a one-element tensor (from a GPU: one counted device-to-host copy)."""
+        if self.data.size != 1:
+            _not_scalar(self)
+        return float(backend.to_numpy(self.data.reshape(-1)[:1])[0])
 
     def detach(self) -> Tensor:
         """The same data, cut from the graph."""

@@ -40,7 +40,7 @@ from minipar.comm.requests import Req
 from minipar.comm.timeline import write_png
 from minipar.comm.trace import Event, Tracer
 from minipar.comm.watchdog import CollectiveMismatch, CommTimeout
-from minipar.comm.world import HEAVY_YIELD_VAR, mpi4py_version, open_world
+from minipar.comm.world import HEAVY_YIELD_VAR, cuda_aware, mpi4py_version, open_world
 
 __all__ = ["Comm", "Req", "init", "CommTimeout", "CollectiveMismatch", "HEAVY_YIELD_VAR"]
 
@@ -54,6 +54,7 @@ def init(trace: bool = False, show_comm: bool = False, timeout: float | None = N
                 timeout=timeout, check_collectives=check_collectives)
     comm.notes = notes
     comm.heavy_yield = os.environ.get(HEAVY_YIELD_VAR) == "1"
+    comm.cuda_aware, comm.cuda_note = cuda_aware(M)
     if comm.backend == "mpi":
         first = " ".join(M.Get_library_version().split()[:3])  # "MPICH Version: 5.0.2"
         comm.library = f"{first}, mpi4py {mpi4py_version()}"
@@ -110,6 +111,23 @@ class _CollSpan:
         return False
 
 
+class _Span:
+    """A span on the communication track that is not a message (a staging copy)."""
+    __slots__ = ("comm", "ev")
+
+    def __init__(self, comm, kind, op, nbytes, note):
+        self.comm = comm
+        sent, recv = (nbytes, 0) if op == "d2h" else (0, nbytes)
+        self.ev = comm._begin(kind, op, (), sent, recv, -1, note, "stage")
+
+    def __enter__(self):
+        return self.ev
+
+    def __exit__(self, *exc):
+        self.comm._end(self.ev)
+        return False
+
+
 class Comm(MPICollectives):
     """A communicator (the world or one split from it) with traced, buffer-based calls.
 
@@ -127,6 +145,7 @@ class Comm(MPICollectives):
         self.check_collectives = check_collectives
         self.notes: list[str] = []
         self.heavy_yield = False
+        self.cuda_aware, self.cuda_note = False, "not checked"
         self.library = "none (one rank without MPI)"
         self.backend = "self" if M.__name__.endswith("selfcomm") else "mpi"
         self._seq = self._cseq = 0
@@ -327,6 +346,15 @@ class Comm(MPICollectives):
                     self._end(r.ev)
             out.append((st.Get_source(), st.Get_tag()) if r.recv else None)
         return out
+
+    # ---- staging device buffers through the host --------------------------------------
+    def staged(self, op: str, nbytes: int, note: str = ""):
+        """``with comm.staged("d2h", n):`` around a copy between a GPU and the host made for
+        a message ("d2h": device to host before sending, "h2d": back after receiving): an
+        event of kind "copy" on the communication track. No bytes cross ranks in it."""
+        if not self.tracer.on:
+            return _NOOP
+        return _Span(self, "copy", op, nbytes, note)
 
     # ---- hand-written collectives: entry point and desync guard -----------------------
     def collective(self, op: str, algo: str, buf, root: int = -1):

@@ -22,7 +22,7 @@ from minipar.comm.trace import match_messages
 __all__ = ["write_png", "COLORS"]
 
 COLORS = {"send": "#f28e2b", "recv": "#e15759", "sendrecv": "#b07aa1", "mpi": "#4e79a7",
-          "coll": "#d9d2e9", "check": "#999999"}
+          "coll": "#d9d2e9", "check": "#999999", "copy": "#59a14f"}
 _COMPUTE = ["#59a14f", "#8cd17d", "#76b7b2", "#edc948", "#9c755f", "#bab0ac"]
 
 

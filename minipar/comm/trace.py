@@ -33,7 +33,8 @@ from minipar.core.units import format_bytes
 __all__ = ["Event", "Tracer", "summarize", "format_table", "match_messages",
            "chrome_trace", "write_chrome"]
 
-COMM_KINDS = ("p2p", "mpi", "coll", "check")  # kinds on the communication track
+COMM_KINDS = ("p2p", "mpi", "coll", "check", "copy")  # kinds on the communication track
+# "copy": a buffer staged between a GPU and the host for a message (op "d2h" or "h2d")
 SENDS = ("send", "isend", "sendrecv")
 RECVS = ("recv", "irecv", "sendrecv")
 
@@ -251,7 +252,7 @@ def summarize(ranks) -> list[dict]:
                 row["msgs_recv"] += ev.op in RECVS
             elif ev.kind in ("mpi", "check"):
                 row["mpi_colls"] += 1
-            if ev.kind != "coll":
+            if ev.kind not in ("coll", "copy"):  # copies stay on this rank
                 row["bytes_sent"] += ev.sent
                 row["bytes_recv"] += ev.recv
             if ev.depth:

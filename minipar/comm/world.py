@@ -59,6 +59,21 @@ def open_world():
     return MPI, MPI.COMM_WORLD, notes
 
 
+def cuda_aware(M) -> tuple[bool, str]:
+    """(whether MPI takes GPU buffers, why we think so), from the library's own description:
+    MPICH lists ``--with-cuda`` in its configure line when built for CUDA, Open MPI names
+    CUDA in its version string. Never assumed: without a sign, buffers go through the host."""
+    if getattr(M, "__name__", "").endswith("selfcomm"):
+        return False, "one rank: nothing to send"
+    text = M.Get_library_version()
+    first = " ".join(text.split()[:3])
+    if os.environ.get("MPIR_CVAR_ENABLE_GPU") == "0":
+        return False, f"{first}: GPU support switched off (MPIR_CVAR_ENABLE_GPU=0)"
+    if "--with-cuda" in text or ("Open MPI" in text and "CUDA" in text):
+        return True, f"{first} was built with CUDA"
+    return False, f"{first} shows no CUDA support: GPU buffers are staged through the host"
+
+
 def mpi4py_version() -> str:
     import mpi4py
     return mpi4py.__version__

@@ -25,7 +25,8 @@ import numpy
 
 __all__ = [
     "xp", "module", "device", "set_device", "default_dtype", "set_default_dtype", "dtype_scope",
-    "to_numpy", "from_numpy", "rng", "seed", "BackendError",
+    "to_numpy", "from_numpy", "on_device", "TRANSFERS", "reset_transfers", "rng", "seed",
+    "BackendError",
 ]
 
 
@@ -110,15 +111,36 @@ def dtype_scope(dtype):
         set_default_dtype(old)
 
 
+# Copies between host and device, counted (d2h: device to host, h2d: host to device), so a
+# test can check that a training step crosses only where the design says it does.
+TRANSFERS = {"d2h": 0, "d2h_bytes": 0, "h2d": 0, "h2d_bytes": 0}
+
+
+def reset_transfers() -> None:
+    for k in TRANSFERS:
+        TRANSFERS[k] = 0
+
+
+def on_device(a) -> bool:
+    """True for an array of the device module (CuPy's have ``.get()``), False for a host
+    (NumPy) array or a number."""
+    return type(a) is not numpy.ndarray and hasattr(a, "get") and hasattr(a, "shape")
+
+
 def to_numpy(a):
     """Host copy of an array from either module (a NumPy array is returned as is)."""
-    if isinstance(a, numpy.ndarray) or numpy.isscalar(a):
+    if not on_device(a):
         return numpy.asarray(a)
+    TRANSFERS["d2h"] += 1
+    TRANSFERS["d2h_bytes"] += a.nbytes
     return a.get()
 
 
 def from_numpy(a, dtype=None):
     """Move a host array onto the current device (no copy on the CPU when dtype matches)."""
+    if device != "cpu":
+        TRANSFERS["h2d"] += 1
+        TRANSFERS["h2d_bytes"] += numpy.asarray(a).nbytes
     return xp.asarray(a, dtype=dtype)
 
 

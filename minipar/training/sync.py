@@ -23,6 +23,7 @@ Strategies (``make_sync``):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 
@@ -51,8 +52,17 @@ def flat_size(arrays) -> int:
     return int(sum(a.size for a in arrays))
 
 
-def pack(arrays, out: np.ndarray) -> np.ndarray:
-    """Copy arrays (None counts as zeros) one after another into the flat host buffer."""
+def pack(arrays, out: np.ndarray, comm=None) -> np.ndarray:
+    """Copy arrays (None counts as zeros) one after another into the flat host buffer.
+
+    Arrays on a GPU are first joined on the device, then copied to the host in one piece,
+    inside ``comm.staged("d2h", ...)`` so the copy is an event of its own in the trace."""
+    if backend.device != "cpu":
+        parts = [xp.zeros(n, dtype=out.dtype) if a is None else a.reshape(-1) for a, n in arrays]
+        joined = xp.concatenate(parts) if parts else xp.zeros(0, dtype=out.dtype)
+        with _staged(comm, "d2h", joined.nbytes):
+            out[...] = backend.to_numpy(joined)
+        return out
     at = 0
     for a, n in arrays:
         if a is None:
@@ -63,14 +73,23 @@ def pack(arrays, out: np.ndarray) -> np.ndarray:
     return out
 
 
-def unpack(flat: np.ndarray, targets, scale: float = 1.0) -> None:
-    """Write slices of ``flat`` (times ``scale``) back into the target arrays, in place."""
+def unpack(flat: np.ndarray, targets, scale: float = 1.0, comm=None) -> None:
+    """Write slices of ``flat`` (times ``scale``) back into the target arrays, in place (on a
+    GPU: one host-to-device copy, ``comm.staged("h2d", ...)``, then device slices)."""
+    source = flat * scale if scale != 1.0 else flat
+    if backend.device != "cpu":
+        with _staged(comm, "h2d", source.nbytes):
+            source = backend.from_numpy(source)
     at = 0
     for t in targets:
         n = t.size
-        piece = flat[at:at + n].reshape(t.shape)
-        t[...] = backend.from_numpy(piece * scale if scale != 1.0 else piece, dtype=t.dtype)
+        piece = source[at:at + n].reshape(t.shape)
+        t[...] = piece if backend.on_device(piece) else backend.from_numpy(piece, dtype=t.dtype)
         at += n
+
+
+def _staged(comm, op: str, nbytes: int):
+    return comm.staged(op, nbytes) if comm is not None else contextlib.nullcontext()
 
 
 def make_buckets(params, bucket_bytes: int) -> list[list[int]]:
@@ -93,12 +112,12 @@ def broadcast_parameters(comm, params, root: int = 0) -> None:
     if comm.size == 1:
         return
     arrays = [p.data for p in params]
-    flat = np.empty(flat_size(arrays), dtype=_host(arrays[0]).dtype)
+    flat = np.empty(flat_size(arrays), dtype=np.dtype(arrays[0].dtype))
     if comm.rank == root:
-        pack([(a, a.size) for a in arrays], flat)
+        pack([(a, a.size) for a in arrays], flat, comm)
     with comm.phase("init"):
         broadcast_tree(comm, flat, root)
-    unpack(flat, arrays)
+    unpack(flat, arrays, comm=comm)
 
 
 def parameter_digest(params) -> str:
@@ -140,7 +159,7 @@ class AllreduceSync:
         dense = [p for i, p in enumerate(self.params) if i not in self.sparse]
         index = [i for i in range(len(self.params)) if i not in self.sparse]
         self.buckets = [[index[j] for j in b] for b in make_buckets(dense, bucket_bytes)]
-        self.dtype = _host(self.params[0].data).dtype
+        self.dtype = np.dtype(self.params[0].data.dtype)
         self.flats = [np.empty(flat_size([self.params[i].data for i in b]), self.dtype)
                       for b in self.buckets]
         self.sent_sparse = 0  # steps whose embedding gradients went as (ids, rows)
@@ -171,9 +190,9 @@ class AllreduceSync:
                 self._with_extra = np.empty(n + self._extra.size, self.dtype)
             flat = self._with_extra
             flat[n:] = self._extra
-            pack(grads, flat[:n])
+            pack(grads, flat[:n], self.comm)
         else:
-            pack(grads, flat)
+            pack(grads, flat, self.comm)
         with self.comm.phase("sync"):
             if self.overlap:
                 self._pending[k] = self.comm.iallreduce(flat)
@@ -200,12 +219,15 @@ class AllreduceSync:
             if k == len(self.buckets) - 1 and self._extra is not None:
                 summed = self._with_extra[flat.size:].copy()
                 flat = self._with_extra[:flat.size]
-            unpack(flat, [self._grad(i) for i in b])
+            unpack(flat, [self._grad(i) for i in b], comm=self.comm)
         for i in self.sparse:
-            g = np.ascontiguousarray(_host(self._grad(i)))
+            grad = self._grad(i)
+            with _staged(self.comm if backend.on_device(grad) else None, "d2h", grad.nbytes):
+                g = np.ascontiguousarray(_host(grad))
             with self.comm.phase("sync"):
                 self.sent_sparse += allreduce_rows(self.comm, g, self.allreduce)
-            self.params[i].grad = backend.from_numpy(g, dtype=self.params[i].dtype)
+            with _staged(self.comm if backend.on_device(grad) else None, "h2d", g.nbytes):
+                self.params[i].grad = backend.from_numpy(g, dtype=self.params[i].dtype)
         if extra is not None and not self.buckets:
             summed = self._extra.copy()
         self._launched, self._extra = 0, None
@@ -241,11 +263,11 @@ class AverageSync:
 
     def _average(self, arrays) -> None:
         t0 = time.perf_counter()
-        flat = np.empty(flat_size(arrays), _host(arrays[0]).dtype)
-        pack([(a, a.size) for a in arrays], flat)
+        flat = np.empty(flat_size(arrays), np.dtype(arrays[0].dtype))
+        pack([(a, a.size) for a in arrays], flat, self.comm)
         with self.comm.phase("sync"):
             self.allreduce(self.comm, flat)
-        unpack(flat, arrays, 1.0 / self.comm.size)
+        unpack(flat, arrays, 1.0 / self.comm.size, self.comm)
         self.comm_s += time.perf_counter() - t0
 
     def step(self, optimizer, clip, local_count: int, global_count: int) -> None:
@@ -274,12 +296,12 @@ class ParameterServerSync:
 
     def __init__(self, comm, params):
         self.comm, self.params = comm, list(params)
-        self.dtype = _host(self.params[0].data).dtype
+        self.dtype = np.dtype(self.params[0].data.dtype)
         self.n = flat_size([p.data for p in self.params])
 
     def step(self, optimizer, clip, local_count: int, global_count: int) -> None:
         c, params = self.comm, self.params
-        grads = pack([(p.grad, p.size) for p in params], np.empty(self.n, self.dtype))
+        grads = pack([(p.grad, p.size) for p in params], np.empty(self.n, self.dtype), c)
         with c.phase("sync"):
             if c.rank == 0:
                 incoming = np.empty_like(grads)
@@ -293,10 +315,10 @@ class ParameterServerSync:
             for p in params:
                 if p.grad is None:
                     p.grad = xp.zeros_like(p.data)
-            unpack(grads, [p.grad for p in params])
+            unpack(grads, [p.grad for p in params], comm=c)
             clip()
             optimizer.step()
-            pack([(p.data, p.size) for p in params], flat)
+            pack([(p.data, p.size) for p in params], flat, c)
         with c.phase("sync"):
             if c.rank == 0:
                 for dst in range(1, c.size):
@@ -304,7 +326,7 @@ class ParameterServerSync:
             else:
                 c.recv(flat, 0, TAG_PS_PARAM, note="pull parameters")
         if c.rank != 0:
-            unpack(flat, [p.data for p in params])
+            unpack(flat, [p.data for p in params], comm=c)
             optimizer.t += 1  # keeps the step count (and bias correction) in agreement
 
 

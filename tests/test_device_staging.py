@@ -1,0 +1,79 @@
+"""Device buffers cross to the host only where the design says, visibly: gradient buffers of
+a GPU are joined on the device, copied to the host in one piece for the allreduce (a "d2h"
+event in the trace) and back in one piece ("h2d"), and every copy is counted.
+
+Run here with a stand-in GPU (tests/fake_device.py); tests/gpu repeats the check on CuPy."""
+
+import json
+
+import numpy as np
+
+from fake_device import fake_device
+from minipar.comm.communicator import init
+from minipar.core import backend
+from minipar.nn.module import Parameter
+from minipar.training.sync import AllreduceSync
+from mpiutil import ROOT, run_code
+
+
+def test_one_rank_stages_each_bucket_once_and_counts_it():
+    with fake_device():
+        comm = init(trace=True)
+        params = [Parameter(backend.from_numpy(np.zeros(n))) for n in (5, 7)]
+        for k, p in enumerate(params):
+            p.grad = backend.from_numpy(np.arange(p.size, dtype=np.float64) + k)
+        backend.reset_transfers()
+        AllreduceSync(comm, params, "ring").finish()
+        moved = dict(backend.TRANSFERS)
+        assert backend.on_device(params[0].grad)
+        np.testing.assert_array_equal(backend.to_numpy(params[1].grad), np.arange(7.0) + 1)
+    copies = [(e.op, e.sent + e.recv) for e in comm.tracer.events if e.kind == "copy"]
+    assert copies == [("d2h", 96), ("h2d", 96)]  # one bucket: 12 float64 each way
+    assert moved == {"d2h": 1, "d2h_bytes": 96, "h2d": 1, "h2d_bytes": 96}
+
+
+def test_on_the_cpu_nothing_is_staged():
+    comm = init(trace=True)
+    p = Parameter(np.zeros(4))
+    p.grad = np.ones(4)
+    backend.reset_transfers()
+    AllreduceSync(comm, [p], "ring").finish()
+    assert [e for e in comm.tracer.events if e.kind == "copy"] == []
+    assert backend.TRANSFERS["d2h"] == backend.TRANSFERS["h2d"] == 0
+
+
+def test_two_ranks_sum_device_gradients_through_the_host(tmp_path):
+    code = f"""
+import json, sys, numpy as np
+sys.path.insert(0, {str(ROOT / "tests")!r})
+from fake_device import fake_device
+from minipar.core import backend
+from minipar.comm.communicator import init
+from minipar.nn.module import Parameter
+from minipar.training.sync import AllreduceSync
+comm = init(trace=True)
+with fake_device():
+    emb = Parameter(backend.from_numpy(np.zeros((50, 3))))
+    emb.sparse_grad = True
+    w = Parameter(backend.from_numpy(np.zeros(10)))
+    emb.grad = backend.from_numpy(np.zeros((50, 3)))
+    emb.grad[comm.rank * 7] = comm.rank + 1.0
+    w.grad = backend.from_numpy(np.arange(10.0) * (comm.rank + 1))
+    sync = AllreduceSync(comm, [emb, w], "ring")
+    sync.finish()
+    out = {{"w": backend.to_numpy(w.grad).tolist(), "emb": backend.to_numpy(emb.grad).tolist(),
+           "sparse": sync.sent_sparse, "device": backend.on_device(w.grad),
+           "copies": [e.op for e in comm.tracer.events if e.kind == "copy"],
+           "note": comm.cuda_note}}
+json.dump(out, open(r"{tmp_path}/r%d.json" % comm.rank, "w"))
+"""
+    run_code(2, code, timeout=60)
+    for r in range(2):
+        res = json.loads((tmp_path / f"r{r}.json").read_text())
+        np.testing.assert_array_equal(res["w"], np.arange(10.0) * 3)
+        emb = np.zeros((50, 3))
+        emb[0], emb[7] = 1.0, 2.0
+        np.testing.assert_array_equal(res["emb"], emb)
+        assert res["sparse"] == 1 and res["device"]
+        assert res["copies"] == ["d2h", "h2d", "d2h", "h2d"]  # dense bucket, then the rows
+        assert "no CUDA support" in res["note"]  # the pip mpich wheel is not CUDA-aware
