@@ -37,6 +37,7 @@ from minipar.comm import trace as T
 from minipar.comm import watchdog
 from minipar.comm.mpi_collectives import MPICollectives
 from minipar.comm.requests import Req
+from minipar.comm.spans import NOOP, CollSpan, CopySpan, Phase
 from minipar.comm.timeline import write_png
 from minipar.comm.trace import Event, Tracer
 from minipar.comm.watchdog import CollectiveMismatch, CommTimeout
@@ -63,69 +64,6 @@ def init(trace: bool = False, show_comm: bool = False, timeout: float | None = N
         comm.tracer.origin = time.perf_counter()
         comm.tracer.set(enabled=True)
     return comm
-
-
-class _Noop:
-    __slots__ = ()
-
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
-_NOOP = _Noop()
-
-
-class _Phase:
-    __slots__ = ("tracer", "name", "old")
-
-    def __init__(self, tracer, name):
-        self.tracer, self.name = tracer, name
-
-    def __enter__(self):
-        self.old, self.tracer.phase = self.tracer.phase, self.name
-
-    def __exit__(self, *exc):
-        self.tracer.phase = self.old
-        return False
-
-
-class _CollSpan:
-    """The span of a hand-written collective: its messages nest under it and print its name."""
-    __slots__ = ("comm", "ev", "ctx")
-
-    def __init__(self, comm, op, algo, nbytes, root):
-        self.comm, self.ctx = comm, (algo, op)
-        note = f"root r{comm._world[root]}" if root >= 0 else f"{comm.size} ranks"
-        self.ev = comm._begin("coll", op, (), nbytes, nbytes, -1, note, algo, comm._cseq)
-
-    def __enter__(self):
-        self.comm._ctx.append(self.ctx)
-        return self.ev
-
-    def __exit__(self, *exc):
-        self.comm._ctx.pop()
-        self.comm._end(self.ev)
-        return False
-
-
-class _Span:
-    """A span on the communication track that is not a message (a staging copy)."""
-    __slots__ = ("comm", "ev")
-
-    def __init__(self, comm, kind, op, nbytes, note):
-        self.comm = comm
-        sent, recv = (nbytes, 0) if op == "d2h" else (0, nbytes)
-        self.ev = comm._begin(kind, op, (), sent, recv, -1, note, "stage")
-
-    def __enter__(self):
-        return self.ev
-
-    def __exit__(self, *exc):
-        self.comm._end(self.ev)
-        return False
 
 
 class Comm(MPICollectives):
@@ -172,7 +110,7 @@ class Comm(MPICollectives):
 
     def phase(self, name: str):
         """``with comm.phase("backward"):`` marks the calls made inside."""
-        return _Phase(self.tracer, name)
+        return Phase(self.tracer, name)
 
     def split(self, color, key: int = 0, name: str | None = None) -> Comm | None:
         """MPI_Comm_split; ``color=None`` leaves this rank out (returns None)."""
@@ -353,8 +291,8 @@ class Comm(MPICollectives):
         a message ("d2h": device to host before sending, "h2d": back after receiving): an
         event of kind "copy" on the communication track. No bytes cross ranks in it."""
         if not self.tracer.on:
-            return _NOOP
-        return _Span(self, "copy", op, nbytes, note)
+            return NOOP
+        return CopySpan(self, "copy", op, nbytes, note)
 
     # ---- hand-written collectives: entry point and desync guard -----------------------
     def collective(self, op: str, algo: str, buf, root: int = -1):
@@ -364,8 +302,8 @@ class Comm(MPICollectives):
         if self.check_collectives:
             self._check(op, algo, buf.size, buf.dtype, root)
         if not self.tracer.on:
-            return _NOOP
-        return _CollSpan(self, op, algo, buf.nbytes, root)
+            return NOOP
+        return CollSpan(self, op, algo, buf.nbytes, root)
 
     def _check(self, op, algo, count, dtype, root):
         mine = watchdog.fingerprint(self._cseq, op, algo, count, dtype, root)
