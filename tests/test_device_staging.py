@@ -53,10 +53,10 @@ from minipar.nn.module import Parameter
 from minipar.training.sync import AllreduceSync
 comm = init(trace=True)
 with fake_device():
-    emb = Parameter(backend.from_numpy(np.zeros((50, 3))))
+    emb = Parameter(backend.from_numpy(np.zeros((3000, 3))))  # 72 KiB: large enough for rows
     emb.sparse_grad = True
     w = Parameter(backend.from_numpy(np.zeros(10)))
-    emb.grad = backend.from_numpy(np.zeros((50, 3)))
+    emb.grad = backend.from_numpy(np.zeros((3000, 3)))
     emb.grad[comm.rank * 7] = comm.rank + 1.0
     w.grad = backend.from_numpy(np.arange(10.0) * (comm.rank + 1))
     sync = AllreduceSync(comm, [emb, w], "ring")
@@ -71,9 +71,19 @@ json.dump(out, open(r"{tmp_path}/r%d.json" % comm.rank, "w"))
     for r in range(2):
         res = json.loads((tmp_path / f"r{r}.json").read_text())
         np.testing.assert_array_equal(res["w"], np.arange(10.0) * 3)
-        emb = np.zeros((50, 3))
+        emb = np.zeros((3000, 3))
         emb[0], emb[7] = 1.0, 2.0
         np.testing.assert_array_equal(res["emb"], emb)
         assert res["sparse"] == 1 and res["device"]
         assert res["copies"] == ["d2h", "h2d", "d2h", "h2d"]  # dense bucket, then the rows
         assert "no CUDA support" in res["note"]  # the pip mpich wheel is not CUDA-aware
+
+
+def test_sparse_rule_and_touched_rows():
+    from minipar.comm.sparse import sparse_is_cheaper, touched_rows
+
+    g = np.zeros((10, 4))
+    g[[2, 7]] = 1.0
+    np.testing.assert_array_equal(touched_rows(g), [2, 7])
+    # K (D + 1) < 2 V D: 15 rows of 5 values beat 2 * 10 * 4 = 80 values; 16 do not
+    assert sparse_is_cheaper([8, 7], (10, 4)) and not sparse_is_cheaper([8, 8], (10, 4))

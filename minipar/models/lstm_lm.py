@@ -60,6 +60,8 @@ class LSTMLM(Module):
             # scale, U(-1/sqrt(H), 1/sqrt(H)).
             embed_std = 1.0 / (3 * hidden) ** 0.5 if tie_weights else 1.0
         self.embed.weight = Parameter(uniform((vocab_size, embed_dim), 3 ** 0.5 * embed_std))
+        # rows only for the ids used, unless the decoder (tied) reads every row
+        self.embed.weight.sparse_grad = not tie_weights
         self.lstm = LSTM(embed_dim, hidden, num_layers=num_layers, fused=fused)
         if tie_weights:
             # the decoder weight is E^T; only the bias is new

@@ -99,7 +99,8 @@ class TrainConfig:
     comm_timeout: float = opt(300.0, "seconds a rank may wait on one communication before the "
                                      "job is stopped with a report (0: wait forever)",
                               nonneg=True)
-    log_every: int = opt(10, "progress line every N steps", positive=True)
+    log_every: int = opt(None, "a progress line every N steps (default: one line redrawn in "
+                               "place on a terminal, about ten lines otherwise)", positive=True)
     debug: bool = opt(False, "show tracebacks for errors")
     quiet: bool = opt(False, "only the final report")
 

@@ -20,6 +20,7 @@ import numpy as np
 from minipar.core.errors import Divergence
 from minipar.training import faults
 from minipar.training.evaluate import evaluate
+from minipar.training.progress import TrainProgress
 from minipar.training.resume import save_checkpoint
 from minipar.training.run import shard_rows
 from minipar.training.run_state import Run
@@ -43,7 +44,7 @@ def _on_signal(signum, _frame):
 
 def train_step(run: Run, batch, state):
     """One step on this rank; returns (global loss per term, loss terms, new recurrent
-    state, seconds from the sync to the end of the metrics allreduce)."""
+    state, seconds inside communication calls, seconds of the optimizer step and clipping)."""
     comm, task, model = run.comm, run.task, run.model
     tracer = comm.tracer
     rows = shard_rows(run, batch)                                  # shard: every rank's rows
@@ -60,15 +61,18 @@ def train_step(run: Run, batch, state):
     if faults.ACTIVE:                                              # planted faults (tests)
         skip = faults.hit(comm.rank, run.step + 1, model.parameters())
     t0 = time.perf_counter()
+    first = len(tracer.events)
     with comm.phase("sync"):
         run.sync.step(run.opt, run.clip, count, n)                 # sync, clip, optimizer step
+    sync_s = time.perf_counter() - t0
     stop = _STOP_CODE.get(_stop["signal"], 0)
     flags = np.array([loss_sum.item() if count else 0.0, stop,
                       not math.isfinite(run.last_norm)], dtype=np.float64)
     if not skip:
         with comm.phase("metrics"):
             comm.allreduce(flags)                                  # global loss, stop requests
-    comm_s = time.perf_counter() - t0
+    comm_s = _inside_calls(tracer.events[first:])
+    optim_s = max(sync_s - _inside_calls(tracer.events[first:], before=t0 + sync_s), 0.0)
     if flags[2] or not flags[0] / n <= LOSS_LIMIT:                # NaN fails "<=" too
         what = "gradients" if flags[2] else "loss"
         hint = "" if run.cfg.clip else " or set --clip"
@@ -77,13 +81,21 @@ def train_step(run: Run, batch, state):
                          f"checkpoint is kept in {run.run_dir}")
     if flags[1]:  # summed codes: 1000 and more means some rank got SIGTERM
         run.stop_requested = "SIGTERM" if flags[1] >= 1000 else "SIGINT"
-    return flags[0] / n, n, state, comm_s
+    return flags[0] / n, n, state, comm_s, optim_s
+
+
+def _inside_calls(events, before: float = math.inf) -> float:
+    """Seconds inside the top-level communication calls among ``events`` (ending before
+    ``before``): what a progress line calls "comm"."""
+    return sum(e.t1 - e.t0 for e in events
+               if e.depth == 0 and e.kind != "compute" and e.t1 <= before)
 
 
 def train_loop(run: Run) -> None:
     comm, cfg = run.comm, run.cfg
     state, batches = run.state, None
     t_start = time.perf_counter()
+    progress = TrainProgress(run.total_steps, cfg.log_every)
     while run.step < run.total_steps:
         epoch, pos = divmod(run.step, run.per_epoch)
         if batches is None or pos == 0:
@@ -94,25 +106,21 @@ def train_loop(run: Run) -> None:
                 next(batches)
         comm.set_step(run.step + 1)
         t0 = time.perf_counter()
-        loss, tokens, state, comm_s = train_step(run, next(batches), state)
+        loss, tokens, state, comm_s, optim_s = train_step(run, next(batches), state)
         dt = time.perf_counter() - t0
         run.step += 1
         run.state = state
         row = {"step": run.step, "epoch": epoch, "loss": loss, "tokens": tokens,
-               "tokens_per_s": tokens / dt, "step_s": dt, "comm_s": comm_s}
+               "tokens_per_s": tokens / dt, "step_s": dt, "comm_s": comm_s, "optim_s": optim_s}
         run.log.write(row)
         run.tokens += tokens
-        if comm.rank == 0 and not cfg.quiet and (run.step % cfg.log_every == 0
-                                                  or run.step == run.total_steps):
-            recent = run.log.rows[-cfg.log_every:]
-            share = sum(r["comm_s"] for r in recent) / max(sum(r["step_s"] for r in recent), 1e-9)
-            tps = sum(r["tokens"] for r in recent) / max(sum(r["step_s"] for r in recent), 1e-9)
-            print(f"step {run.step:>5}/{run.total_steps}  loss {loss:.4f}  "
-                  f"{tps:,.0f} tok/s  comm {100 * share:.0f}%  "
-                  f"{time.perf_counter() - t_start:.1f} s", flush=True)
+        if comm.rank == 0 and not cfg.quiet:
+            progress.show(run.step, run.log.rows)
         if cfg.eval_every and run.step % cfg.eval_every == 0 and run.step < run.total_steps:
             run.evals.append((run.step, evaluate(run)["loss"]))
         if run.stop_requested:
+            if comm.rank == 0 and not cfg.quiet:
+                progress.interrupted()
             break
         if cfg.checkpoint_every and run.step % cfg.checkpoint_every == 0:
             save_checkpoint(run)

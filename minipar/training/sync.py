@@ -37,6 +37,9 @@ from minipar.comm.collectives import broadcast_tree, get_allreduce
 from minipar.comm.sparse import allreduce_rows
 
 STRATEGIES = ("allreduce", "average", "ps")
+# A table smaller than this goes in the buckets like any gradient: sending it whole costs
+# about what the extra exchange of row counts would (comm/sparse.py decides for larger ones).
+SPARSE_MIN_BYTES = 64 << 10
 TAG_PS_GRAD, TAG_PS_PARAM = 501, 502
 
 
@@ -142,10 +145,11 @@ def check_replicas(comm, params, step: int) -> None:
 class AllreduceSync:
     """Gradient allreduce in buckets; see the module docstring.
 
-    Parameters marked ``sparse_grad`` (embedding tables) stay out of the buckets: their
-    gradient goes through ``comm.sparse.allreduce_rows``, as (ids, rows) when that is
-    smaller. ``finish(extra)`` adds a few more numbers (a step's metrics) to the end of the
-    last bucket, so they are summed by the same allreduce instead of one more round trip."""
+    Parameters marked ``sparse_grad`` (embedding tables) of at least SPARSE_MIN_BYTES stay
+    out of the buckets: their gradient goes through ``comm.sparse.allreduce_rows``, as
+    (ids, rows) when that is smaller. ``finish(extra)`` adds a few more numbers (a step's
+    metrics) to the end of the last bucket, so they are summed by the same allreduce instead
+    of one more round trip."""
 
     name = "allreduce"
 
@@ -154,8 +158,8 @@ class AllreduceSync:
         self.comm, self.params = comm, list(params)
         self.allreduce = get_allreduce(algorithm)
         self.algorithm = algorithm
-        self.sparse = [i for i, p in enumerate(self.params)
-                       if sparse and getattr(p, "sparse_grad", False)]
+        self.sparse = [i for i, p in enumerate(self.params) if sparse
+                       and getattr(p, "sparse_grad", False) and p.data.nbytes >= SPARSE_MIN_BYTES]
         dense = [p for i, p in enumerate(self.params) if i not in self.sparse]
         index = [i for i in range(len(self.params)) if i not in self.sparse]
         self.buckets = [[index[j] for j in b] for b in make_buckets(dense, bucket_bytes)]
