@@ -186,9 +186,25 @@ def test_report_text_and_json():
     r.hint("try again")
     text = r.format()
     assert "  PASS  first (fine)" in text and "  FAIL  second: line one\n" in text
-    assert "hint: try again" in text and "score 1/2 (50%)" in text
+    assert "hint: try again" in text and "score 50% (1/2 checks passed)" in text
     j = json.loads(json.dumps(r.to_json()))
     assert j["score"] == 0.5 and j["passed"] == 1 and j["total"] == 2 and not j["ok"]
+
+
+def test_the_correctness_gate_and_the_weights():
+    r = Report("ring_allreduce", "mine:allreduce")
+    r.add("2 ranks: finishes", True, weight=3)
+    r.add("2 ranks: results", True, weight=4)
+    r.add("2 ranks: identical", True, weight=1, correctness=False)
+    r.add("2 ranks: messages", False, weight=2, correctness=False)
+    assert r.gate_open and r.score == 0.8  # right but not a ring: the messages' 2 of 10
+    r.add("3 ranks: finishes", False, weight=3)
+    r.add("3 ranks: results", False, weight=4)
+    # wrong at p = 3: the style checks that passed earn nothing, only correctness counts
+    assert not r.gate_open and r.score == 7 / 17
+    assert "a correctness check failed, so the other checks earn nothing" in r.format()
+    j = r.to_json()
+    assert j["gate_open"] is False and j["checks"][2]["weight"] == 1 and "scheme" in j
 
 
 def test_load_callable_explains_what_is_wrong(tmp_path, monkeypatch):

@@ -113,6 +113,34 @@ PLANTED = textwrap.dedent('''
         MPI.COMM_WORLD.Allreduce(MPI.IN_PLACE, buf)
 
 
+    def private_helpers(comm, buf):
+        """The library's own ring, through its private helpers."""
+        from minipar.comm.collectives import (_ring_allgather, _ring_reduce_scatter,
+                                              chunk_counts, offsets)
+        counts = chunk_counts(buf.size, comm.size)
+        offs = offsets(counts)
+        with comm.collective("allreduce", "ring", buf):
+            if comm.size > 1:
+                _ring_reduce_scatter(comm, buf, counts, offs, comm.size - 1, 0)
+                _ring_allgather(comm, buf, counts, offs, comm.size - 1, 0)
+
+
+    def decoy_ring(comm, buf):
+        """A ring's messages for show; the sum itself from mpi4py's Allreduce."""
+        from mpi4py import MPI
+        p, r = comm.size, comm.rank
+        tmp = np.empty_like(buf)
+        for _ in range(2 * (p - 1)):
+            comm.sendrecv(buf, (r + 1) % p, tmp, (r - 1) % p)
+        MPI.COMM_WORLD.Allreduce(MPI.IN_PLACE, buf)
+
+
+    def raw_comm(comm, buf):
+        """The sum from the raw MPI communicator inside minipar's."""
+        from mpi4py import MPI
+        comm._c.Allreduce(MPI.IN_PLACE, buf)
+
+
     def returns_copy(comm, buf):
         """Sums right, but into a new array: the buffer itself is left as it was."""
         parts, tmp = [], np.empty_like(buf)
@@ -173,7 +201,12 @@ def test_every_minipar_allreduce_passes_the_generic_task(algo):
      "none is receiving"),
     ("spins", "allreduce", [2], "2 ranks: finishes", "never returned", None),
     ("secret_mpi", "allreduce", [2], "2 ranks: messages", "called MPI's own allreduce", None),
-    ("secret_mpi4py", "allreduce", [2], "2 ranks: messages", "no message between ranks", None),
+    ("secret_mpi4py", "allreduce", [2], "2 ranks: finishes", "reaches MPI directly", None),
+    ("private_helpers", "ring_allreduce", [3], "3 ranks: finishes",
+     "calls minipar's own collectives._ring_reduce_scatter", None),
+    ("decoy_ring", "ring_allreduce", [3], "3 ranks: finishes",
+     "reaches MPI directly (mpi4py's MPI.COMM_WORLD)", None),
+    ("raw_comm", "allreduce", [2], "2 ranks: finishes", "reaches into the communicator", None),
     ("returns_copy", "allreduce", [2], "2 ranks: results", "work in place", None),
     ("flat_broadcast", "tree_broadcast", [4], "4 ranks: messages", "binomial tree", None),
 ])
@@ -188,6 +221,14 @@ def test_planted_mistakes_fail_with_a_message(planted, fn, task, ranks, check, w
     if hint:
         assert any(hint in h for h in report.hints), report.format()
     assert not report.ok
+
+
+def test_partial_results_never_pass_and_earn_no_style_points(planted):
+    # send_first finishes the small cases, then deadlocks at n = 100003 (MPI stops buffering)
+    report = grade_exercise("allreduce", f"{planted}:send_first", [2], timeout=1.0)
+    bad = {c.name: c.message for c in failed(report)}
+    assert "only" in bad["2 ranks: results"] and "cases finished" in bad["2 ranks: results"]
+    assert not report.gate_open and report.score == 0.0, report.format()
 
 
 def test_a_ring_task_rejects_another_algorithm():
@@ -210,5 +251,5 @@ def test_cli_json_and_exit_status(planted, tmp_path):
     assert proc.returncode == 1, proc.stderr
     out = json.loads(proc.stdout)
     assert out["task"] == "allreduce" and out["total"] == 4 and out["passed"] == 3
-    assert out["score"] == 0.75 and not out["ok"]
+    assert out["score"] == 0.8 and not out["ok"]  # right answers, but not by messages
     assert [c["ok"] for c in out["checks"]] == [True, True, True, False]

@@ -136,7 +136,8 @@ def grade_p(task, p, records, status, tail, wall, report, seen, own=False):
                    f"time while the others had (an endless loop outside communication?)")
     elif problem is None and (len(done) < len(plan) or status != 0):
         problem = f"the job ended early (exit status {status}): {tail or 'no output'}"
-    report.add(f"{name}: finishes", problem is None, problem or f"{len(plan)} cases")
+    report.add(f"{name}: finishes", problem is None, problem or f"{len(plan)} cases",
+               weight=3)
     # -- results
     wrong = []
     for i in done:
@@ -146,15 +147,18 @@ def grade_p(task, p, records, status, tail, wall, report, seen, own=False):
         if bad:
             wrong.append((i, bad))
     if not done:
-        report.add(f"{name}: results", False, "not checked: no case finished")
+        report.add(f"{name}: results", False, "not checked: no case finished", weight=4)
     elif wrong:
         i, bad = wrong[0]
         ns = sorted({plan[j]["n"] for j, _ in wrong})
         report.add(f"{name}: results", False,
                    f"{describe(plan[i])}: rank {bad[0][0]}: {bad[0][1]}"
-                   f" (wrong at n = {', '.join(map(str, ns[:12]))})")
+                   f" (wrong at n = {', '.join(map(str, ns[:12]))})", weight=4)
+    elif len(done) < len(plan):  # right so far is not right: every case must be
+        report.add(f"{name}: results", False, f"only {len(done)} of {len(plan)} cases "
+                   f"finished; the results of the others are unknown", weight=4)
     else:
-        report.add(f"{name}: results", True, f"{len(done)} cases right")
+        report.add(f"{name}: results", True, f"all {len(done)} cases right", weight=4)
     if problem or wrong:
         seen["failed_p"].add(p)
     else:
@@ -163,22 +167,22 @@ def grade_p(task, p, records, status, tail, wall, report, seen, own=False):
     split = [i for i in done if not any(x["problem"] for x in per_case[i].values())
              and len({x["digest"] for x in per_case[i].values()}) > 1]
     if not done:
-        report.add(f"{name}: identical", False, "not checked: no case finished")
+        report.add(f"{name}: identical", False, "not checked: no case finished", 1, False)
     elif split:
         report.add(f"{name}: identical", False,
                    f"{describe(plan[split[0]])}: the ranks' results are right but differ in "
                    "their last bits; every rank must end with the same bits (add in the same "
                    "order everywhere, or compute each piece once and copy it), else the "
-                   "replicas drift apart in training")
+                   "replicas drift apart in training", 1, False)
     else:
-        report.add(f"{name}: identical", True)
+        report.add(f"{name}: identical", True, "", 1, False)
     # -- messages
     right = [(plan[i], per_case[i]) for i in done
              if not any(x["problem"] for x in per_case[i].values())]
     msg = calls_problem([(plan[i], per_case[i]) for i in done], own) or (
         messages(task, p, right) if right else
         f"not checked: no case {'gave the right answer' if done else 'finished'}")
-    report.add(f"{name}: messages", msg is None, msg or pattern_note(task, p))
+    report.add(f"{name}: messages", msg is None, msg or pattern_note(task, p), 2, False)
 
 
 def hints(report, seen):

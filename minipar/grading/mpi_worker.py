@@ -28,9 +28,10 @@ import zlib
 
 import numpy as np
 
-from minipar.comm import communicator
+from minipar.comm import collectives, communicator
 from minipar.comm.communicator import CommTimeout, init
 from minipar.core.plugins import load_callable
+from minipar.grading.guards import guard_module, guard_mpi4py, student_view
 from minipar.grading.report import first_line, student_where
 
 TASKS = ("allreduce", "ring_allreduce", "broadcast", "tree_broadcast")
@@ -122,7 +123,8 @@ def run_case(comm, fn, task, case, index):
     returned = None
     try:
         with comm.phase("student"):
-            returned = fn(comm, x, case["root"]) if "broadcast" in task else fn(comm, x)
+            view = student_view(comm)
+            returned = fn(view, x, case["root"]) if "broadcast" in task else fn(view, x)
     except CommTimeout as exc:
         rec["stall"] = str(exc)
     except NotImplementedError as exc:
@@ -191,6 +193,8 @@ def worker(argv=None) -> int:
             fh.flush()
 
         put({"start": True, "rank": comm.rank, "size": comm.size, "pid": os.getpid()})
+        guard_module(collectives)  # before the student's module can import from them
+        guard_mpi4py()
         try:
             fn = load_callable(args.target)
         except Exception as exc:

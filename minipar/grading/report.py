@@ -5,7 +5,15 @@
     print(report.format())          # one line per check, then the score
     json.dumps(report.to_json())    # the same, for a course's autograder
 
-The score is the fraction of checks passed; every check weighs the same.
+The score (the scheme is in the JSON too, ``"scheme"``):
+
+    score = sum of the weights of the checks passed / sum of all weights
+
+with a correctness gate: when any correctness check fails (the answer is wrong, or a case
+did not finish), the other checks (the message pattern, identical bits) earn nothing, so a
+wrong or deadlocking solution cannot collect points for its style. For the collective
+exercises, per number of ranks: finishes 3, results 4 (correctness), identical 1,
+messages 2; the local exercises' checks are all correctness, weight 1 each.
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ class Check:
     name: str
     ok: bool
     message: str = ""
+    weight: float = 1.0
+    correctness: bool = True  # False: earns its weight only while every correctness check passes
 
 
 @dataclass
@@ -37,8 +47,9 @@ class Report:
     hints: list = field(default_factory=list)
     seconds: float = 0.0
 
-    def add(self, name: str, ok: bool, message: str = "") -> Check:
-        check = Check(name, bool(ok), message)
+    def add(self, name: str, ok: bool, message: str = "", weight: float = 1.0,
+            correctness: bool = True) -> Check:
+        check = Check(name, bool(ok), message, weight, correctness)
         self.checks.append(check)
         return check
 
@@ -55,8 +66,16 @@ class Report:
         return len(self.checks)
 
     @property
+    def gate_open(self) -> bool:
+        """Every correctness check passed (only then do the others earn their weight)."""
+        return all(c.ok for c in self.checks if c.correctness)
+
+    @property
     def score(self) -> float:
-        return self.passed / self.total if self.total else 0.0
+        total = sum(c.weight for c in self.checks)
+        earned = sum(c.weight for c in self.checks
+                     if c.ok and (c.correctness or self.gate_open))
+        return earned / total if total else 0.0
 
     @property
     def ok(self) -> bool:
@@ -73,15 +92,21 @@ class Report:
             lines.append(text)
         for h in self.hints:
             lines.append(f"  hint: {h}")
-        lines.append(f"score {self.passed}/{self.total} ({100 * self.score:.0f}%) in "
-                     f"{self.seconds:.1f} s")
+        gate = "" if self.gate_open or all(c.correctness for c in self.checks) else (
+            "; a correctness check failed, so the other checks earn nothing")
+        lines.append(f"score {100 * self.score:.0f}% ({self.passed}/{self.total} checks passed"
+                     f"{gate}) in {self.seconds:.1f} s")
         return "\n".join(lines)
 
     def to_json(self) -> dict:
         return {"task": self.task, "target": self.target, "score": round(self.score, 4),
                 "passed": self.passed, "total": self.total, "ok": self.ok,
                 "seconds": round(self.seconds, 3), "hints": list(self.hints),
-                "checks": [{"name": c.name, "ok": c.ok, "message": c.message}
+                "scheme": "score = weights of the checks passed / all weights; when a "
+                          "correctness check fails the others earn nothing",
+                "gate_open": self.gate_open,
+                "checks": [{"name": c.name, "ok": c.ok, "message": c.message,
+                            "weight": c.weight, "correctness": c.correctness}
                            for c in self.checks]}
 
 

@@ -27,7 +27,7 @@ from minipar.core.errors import ConfigError
 from minipar.keras import losses
 from minipar.keras.callbacks import Callback, History
 from minipar.keras.layers import CallContext, Dense, Embedding
-from minipar.keras.progress import Progress, format_logs, resolve
+from minipar.keras.progbar import Progress, format_logs, resolve
 
 
 def _compiled(model, what: str) -> dict:
