@@ -141,6 +141,21 @@ PLANTED = textwrap.dedent('''
         comm._c.Allreduce(MPI.IN_PLACE, buf)
 
 
+    def forgets_a_receive(comm, buf):
+        """Every rank sends to every other, but rank 0 never receives from the last rank."""
+        p, r = comm.size, comm.rank
+        tmp, total = np.empty_like(buf), buf.copy()
+        reqs = [comm.isend(buf, (r + k) % p) for k in range(1, p)]
+        for k in range(1, p):
+            src = (r - k) % p
+            if r == 0 and src == p - 1:
+                continue
+            comm.recv(tmp, src)
+            total += tmp
+        comm.waitall(reqs)
+        buf[:] = total
+
+
     def returns_copy(comm, buf):
         """Sums right, but into a new array: the buffer itself is left as it was."""
         parts, tmp = [], np.empty_like(buf)
@@ -229,6 +244,14 @@ def test_partial_results_never_pass_and_earn_no_style_points(planted):
     bad = {c.name: c.message for c in failed(report)}
     assert "only" in bad["2 ranks: results"] and "cases finished" in bad["2 ranks: results"]
     assert not report.gate_open and report.score == 0.0, report.format()
+
+
+def test_a_message_left_unreceived_is_named_and_stays_in_its_case(planted):
+    report = grade_exercise("allreduce", f"{planted}:forgets_a_receive", [3], timeout=2.0)
+    bad = {c.name: c.message for c in failed(report)}
+    assert "rank 0 left 1 message from rank 2 unreceived" in bad["3 ranks: messages"], \
+        report.format()
+    assert "MPI_ERROR" not in report.format() and "MPI_Status" not in report.format()
 
 
 def test_a_ring_task_rejects_another_algorithm():

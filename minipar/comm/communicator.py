@@ -285,6 +285,24 @@ class Comm(MPICollectives):
             out.append((st.Get_source(), st.Get_tag()) if r.recv else None)
         return out
 
+    def drain(self, grace: float = 0.05) -> list[tuple[int, int, int]]:
+        """Receive and count every message still waiting for this rank on this communicator
+        (sent, but never received): ``[(source world rank, tag, bytes)]``. Polls for
+        ``grace`` seconds, so that messages still on their way arrive too. Not traced."""
+        if self.backend != "mpi":
+            return []
+        M, out, st = self._M, [], self._M.Status()
+        deadline = time.perf_counter() + grace
+        while time.perf_counter() < deadline:
+            if not self._c.Iprobe(M.ANY_SOURCE, M.ANY_TAG, st):
+                time.sleep(0.002)
+                continue
+            n = st.Get_count(M.BYTE)
+            buf = np.empty(max(n, 1), np.uint8)
+            self._c.Recv([buf, n, M.BYTE], st.Get_source(), st.Get_tag())
+            out.append((self._world[st.Get_source()], st.Get_tag(), n))
+        return out
+
     # ---- staging device buffers through the host --------------------------------------
     def staged(self, op: str, nbytes: int, note: str = ""):
         """``with comm.staged("d2h", n):`` around a copy between a GPU and the host made for

@@ -91,10 +91,13 @@ def grade_p(task, p, records, status, tail, wall, report, seen, own=False):
     name = f"{p} rank{'s' if p > 1 else ''}"
     plan = cases(task, p)
     per_case = [dict() for _ in plan]
+    stray = [dict() for _ in plan]  # case -> {rank: [(source, tag, bytes)]} never received
     ends = {}
     for r, recs in enumerate(records):
         for rec in recs:
-            if "case" in rec and "end" not in rec:
+            if "stray_of" in rec:
+                stray[rec["stray_of"]][r] = rec["stray"]
+            elif "case" in rec and "end" not in rec:
                 per_case[rec["case"]][r] = rec
             elif "end" in rec:
                 ends[r] = rec
@@ -179,10 +182,25 @@ def grade_p(task, p, records, status, tail, wall, report, seen, own=False):
     # -- messages
     right = [(plan[i], per_case[i]) for i in done
              if not any(x["problem"] for x in per_case[i].values())]
-    msg = calls_problem([(plan[i], per_case[i]) for i in done], own) or (
+    msg = calls_problem([(plan[i], per_case[i]) for i in done], own) or unreceived(
+        [(plan[i], stray[i]) for i in done]) or (
         messages(task, p, right) if right else
         f"not checked: no case {'gave the right answer' if done else 'finished'}")
     report.add(f"{name}: messages", msg is None, msg or pattern_note(task, p), 2, False)
+
+
+def unreceived(done) -> str | None:
+    """The first message a case left unreceived, as "rank 2 left 1 message from rank 1
+    unreceived"; None when every message was received."""
+    for case, by_rank in done:
+        for r, msgs in sorted(by_rank.items()):
+            if msgs:
+                src, tag, nbytes = msgs[0]
+                more = sum(1 for m in msgs if m[0] == src)
+                return (f"{describe(case)}: rank {r} left {more} message{'s' * (more > 1)} "
+                        f"from rank {src} unreceived (tag {tag}, {nbytes} bytes): every "
+                        f"message sent must be received, or a later receive takes it")
+    return None
 
 
 def hints(report, seen):

@@ -130,7 +130,7 @@ def run_case(comm, fn, task, case, index):
     except NotImplementedError as exc:
         rec["error"] = f"not implemented yet ({first_line(exc)}, at {student_where(exc)})"
     except Exception as exc:  # anything the student's code raises is reported, not fatal
-        rec["error"] = f"{first_line(exc)} (at {student_where(exc)})"
+        rec["error"] = f"{_readable(exc, comm)} (at {student_where(exc)})"
         if isinstance(exc, IndexError) and _in_comm(exc):
             rec["error"] = (f"a message to or from a rank that does not exist: ranks are 0.."
                             f"{p - 1} (at {student_where(exc)})")
@@ -144,6 +144,17 @@ def run_case(comm, fn, task, case, index):
     rec["digest"] = zlib.crc32(x.tobytes())
     rec.update(summarize_events(events, comm))
     return rec
+
+
+def _readable(exc, comm) -> str:
+    """The error in words a student can act on; never MPI's own error text."""
+    if not type(exc).__module__.startswith("mpi4py"):
+        return first_line(exc)
+    M = comm._M
+    if exc.Get_error_class() == M.ERR_TRUNCATE:
+        return ("a receive got a message larger than its buffer: the message was meant for "
+                "another receive (one left out, or sizes that do not match)")
+    return f"an MPI call was refused ({exc.Get_error_string().strip().splitlines()[0]})"
 
 
 def _in_comm(exc) -> bool:
@@ -202,7 +213,10 @@ def worker(argv=None) -> int:
             return 0  # every rank fails the same way: no MPI left to tidy
         for i, case in enumerate(cases(args.task, comm.size)):
             put({"begin": i})
-            rec = run_case(comm, fn, args.task, case, i)
+            # A communicator of its own per case: a message one case left unreceived can
+            # never be taken by the next case's receive.
+            own = comm.split(0, comm.rank, name=f"case{i}")
+            rec = run_case(own, fn, args.task, case, i)
             put(rec)
             broken = rec["error"] is not None or rec["stall"] is not None
             try:
@@ -211,6 +225,8 @@ def worker(argv=None) -> int:
                 put({"end": "lost", "case": i,
                      "error": "another rank did not finish this case in time"})
                 comm.abort(3)
+            if not any(verdicts):  # every rank is done sending: what is left was never received
+                put({"stray_of": i, "stray": own.drain()})
             if any(verdicts):
                 put({"end": "stopped", "case": i})
                 fh.close()
