@@ -67,6 +67,24 @@ PLANTED = textwrap.dedent('''
         return owned
 
 
+    def lpt_fewest_tasks(costs, p):
+        """Sorted, but each task goes to the rank with the fewest tasks, not the least load."""
+        owned = [[] for _ in range(p)]
+        for t in sorted(range(len(costs)), key=lambda i: (-costs[i], i)):
+            owned[min(range(p), key=lambda k: (len(owned[k]), k))].append(t)
+        return owned
+
+
+    def lpt_high_ties(costs, p):
+        """LPT whose ties go to the higher task index first, against the handout."""
+        heap, owned = [(0.0, r) for r in range(p)], [[] for _ in range(p)]
+        for t in sorted(range(len(costs)), key=lambda i: (-costs[i], -i)):
+            load, r = heapq.heappop(heap)
+            owned[r].append(t)
+            heapq.heappush(heap, (load + costs[t], r))
+        return owned
+
+
     def lpt_endless(costs, p):
         while True:
             pass
@@ -131,6 +149,8 @@ def test_minipar_reference_passes(task):
     ("lpt", "lpt_unsorted", "without sorting"),
     ("lpt", "lpt_random_ties", "another plan"),
     ("lpt", "lpt_endless", "did not return within 0.5 s"),
+    ("lpt", "lpt_fewest_tasks", "choose the rank with the least LOAD"),
+    ("lpt", "lpt_high_ties", "the lower task index first"),
     ("kneser_ney", "kn_no_fallback", "use the fallback (0.5, 1.0, 1.5)"),
     ("lstm_backward", "lstm_no_recurrence", "what flows back to step t-1"),
     ("lstm_backward", "lstm_forget_gate_uses_c_t", "f gate block"),
@@ -213,7 +233,7 @@ def test_load_callable_explains_what_is_wrong(tmp_path, monkeypatch):
     (tmp_path / "broken_mod.py").write_text("def f(:\n")
     assert load_callable("good_mod:f")(1) == 2
     assert load_callable(f"{tmp_path}/good_mod.py:f")(2) == 3
-    for spec, words in [("nocolon", "module:function"), ("no_such_mod:f", "No module named"),
+    for spec, words in [("nocolon", "module:function"), ("no_such_mod:f", "no no_such_mod.py in this folder"),
                         ("good_mod:g", "has no function 'g'"), ("broken_mod:f", "SyntaxError"),
                         ("missing.py:f", "no file missing.py")]:
         with pytest.raises(ConfigError, match=words):

@@ -168,6 +168,39 @@ PLANTED = textwrap.dedent('''
         return np.sum(parts, axis=0).astype(buf.dtype)
 
 
+    def skips_short(comm, buf):
+        """Right, except that a buffer shorter than the number of ranks is left alone."""
+        if buf.size < comm.size:
+            return
+        tmp, total = np.empty_like(buf), buf.copy()
+        for k in range(1, comm.size):
+            comm.sendrecv(buf, (comm.rank + k) % comm.size, tmp, (comm.rank - k) % comm.size)
+            total += tmp
+        buf[:] = total
+
+
+    def relative_tree(comm, buf, root):
+        """A binomial tree on ranks relative to the root, never turned back into real ranks."""
+        p, rel = comm.size, (comm.rank - root) % comm.size
+        k = 1
+        while k < p:
+            if rel < k and rel + k < p:
+                comm.send(buf, rel + k)
+            elif k <= rel < 2 * k:
+                comm.recv(buf, rel - k)
+            k <<= 1
+
+
+    def ring_pow2(comm, buf):
+        """Recursive doubling handed in for the ring task."""
+        tmp, k = np.empty_like(buf), 1
+        while k < comm.size:
+            peer = comm.rank ^ k
+            comm.sendrecv(buf, peer, tmp, peer)
+            buf += tmp
+            k <<= 1
+
+
     def flat_broadcast(comm, buf, root):
         if comm.rank == root:
             for dst in range(comm.size):
@@ -224,11 +257,18 @@ def test_every_minipar_allreduce_passes_the_generic_task(algo):
     ("raw_comm", "allreduce", [2], "2 ranks: finishes", "reaches into the communicator", None),
     ("returns_copy", "allreduce", [2], "2 ranks: results", "work in place", None),
     ("flat_broadcast", "tree_broadcast", [4], "4 ranks: messages", "binomial tree", None),
+    ("skips_short", "allreduce", [3], "3 ranks: results", "wrong at n = 1, 2",
+     "fewer elements than ranks"),
+    ("relative_tree", "tree_broadcast", [2], "2 ranks: finishes", "deadlock",
+     "waited in recv with itself"),
+    ("ring_pow2", "ring_allreduce", [2, 3], "3 ranks: finishes", "does not exist",
+     "a ring needs no power of two"),
 ])
 def test_planted_mistakes_fail_with_a_message(planted, fn, task, ranks, check, words, hint):
     # A short deadline where a hang is the point; a generous one elsewhere, so that a busy
     # machine cannot turn a slow but correct wait into a deadlock.
-    hangs = fn in ("recv_first", "send_first", "spins", "pow2_only")
+    hangs = fn in ("recv_first", "send_first", "spins", "pow2_only", "relative_tree",
+                   "ring_pow2")
     report = grade_exercise(task, f"{planted}:{fn}", ranks, timeout=1.0 if hangs else 10.0)
     bad = {c.name: c.message for c in failed(report)}
     assert check in bad, report.format()

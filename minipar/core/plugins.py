@@ -54,6 +54,14 @@ def load_callable(spec: str, what: str = "function"):
             module = importlib.import_module(mod)
     except ConfigError:
         raise
+    except ModuleNotFoundError as exc:
+        if exc.name != mod.split(".")[0]:
+            raise ConfigError(f"{what} {spec!r}: importing {mod!r} failed: "
+                              f"{type(exc).__name__}: {exc}") from None
+        raise ConfigError(f"{what} {spec!r}: there is no {mod.split('.')[0]}.py in this folder "
+                          f"({os.getcwd()}) nor a module {mod!r} on Python's path; run it "
+                          f"where the file is, or give the file's path: "
+                          f"path/to/{mod.split('.')[0]}.py:{fn}") from None
     except Exception as exc:  # a student's syntax error is reported, not a crash
         raise ConfigError(f"{what} {spec!r}: importing {mod!r} failed: "
                           f"{type(exc).__name__}: {exc}") from None

@@ -74,7 +74,16 @@ def _recent(text: str) -> str:
     return ("; last calls before that: " + " | ".join(calls)) if calls else ""
 
 
+_SELF_WAIT = re.compile(r"rank (\d+) waited in (\w+) with r(\d+)")
+
+
 def _stall_hint(stalls) -> str | None:
+    for _, s in stalls:
+        m = _SELF_WAIT.search(_stall_line(s))
+        if m and m.group(1) == m.group(3):
+            return (f"rank {m.group(1)} waited in {m.group(2)} with itself: a rank computed "
+                    f"relative to the root, (r - root) mod p, was used as a real rank; turn "
+                    f"it back with (rel + root) mod p before sending or receiving")
     ops = {re.sub(r" inside .*", "", _stall_line(s).split(" waited in ")[-1].split(" with")[0])
            for _, s in stalls}
     if ops and ops <= {"send", "isend"}:
@@ -203,14 +212,20 @@ def unreceived(done) -> str | None:
     return None
 
 
-def hints(report, seen):
+def hints(report, seen, task=""):
     """Patterns across numbers of ranks and lengths, said once at the end."""
     failed, passed = seen["failed_p"], seen["passed_p"]
     pow2 = {p for p in failed | passed if p & (p - 1) == 0}
     if failed and not failed & pow2 and passed & pow2 - {1}:
-        report.hint(f"right only when the number of ranks is a power of two (fails at p = "
-                    f"{', '.join(map(str, sorted(failed)))}): handle the ranks left over "
-                    "(e.g. fold them into a power of two first, or use a ring)")
+        at = ", ".join(map(str, sorted(failed)))
+        if task == "ring_allreduce":
+            report.hint(f"right only when the number of ranks is a power of two (fails at "
+                        f"p = {at}): a ring needs no power of two; look for a partner or a "
+                        f"chunk computed with rank ^ k or p // 2 instead of (r + 1) mod p")
+        else:
+            report.hint(f"right only when the number of ranks is a power of two (fails at "
+                        f"p = {at}): handle the ranks left over (e.g. fold them into a "
+                        f"power of two first, or use a ring)")
     wrong, right = seen["wrong"], seen["right"]
     if not wrong:
         return
@@ -234,4 +249,4 @@ def grade_collective(task, target, ranks, timeout, report) -> None:
         wall = WALL_BASE + 3 * timeout + p
         records, status, tail = launch(task, target, p, timeout, wall)
         grade_p(task, p, records, status, tail, wall, report, seen, own)
-    hints(report, seen)
+    hints(report, seen, task)

@@ -88,6 +88,15 @@ def _unsorted_greedy(costs, p):
     return owned
 
 
+def _fewest_tasks(costs, p):
+    """Largest task first, but to the rank with the FEWEST TASKS (a common slip)."""
+    owned = [[] for _ in range(p)]
+    for t in sorted(range(len(costs)), key=lambda i: (-costs[i], i)):
+        r = min(range(p), key=lambda k: (len(owned[k]), k))
+        owned[r].append(t)
+    return owned
+
+
 def grade_lpt(fn, report, timeout):
     rng = np.random.default_rng(7)
     distinct = [round(float(c), 3) for c in 1.0 + rng.pareto(1.5, size=23)]
@@ -116,13 +125,18 @@ def grade_lpt(fn, report, timeout):
         ok = np.allclose(_loads(got, costs), _loads(want, costs))
         why = ""
         if not ok:
-            for name, other in (("the tasks in the order given, without sorting",
-                                 _unsorted_greedy(costs, p)),
-                                ("round robin", [round_robin(costs, p).tasks(r)
-                                                 for r in range(p)]),
-                                ("blocks", [block(costs, p).tasks(r) for r in range(p)])):
+            for name, other, fix in (
+                    ("giving each task to the rank with the fewest tasks",
+                     _fewest_tasks(costs, p), "choose the rank with the least LOAD (the sum "
+                     "of its costs so far), not the fewest tasks"),
+                    ("the tasks in the order given, without sorting",
+                     _unsorted_greedy(costs, p), "sort the tasks by decreasing cost"),
+                    ("round robin", [round_robin(costs, p).tasks(r) for r in range(p)],
+                     "sort the tasks by decreasing cost, then use the least-loaded rank"),
+                    ("blocks", [block(costs, p).tasks(r) for r in range(p)],
+                     "sort the tasks by decreasing cost, then use the least-loaded rank")):
                 if np.allclose(_loads(got, costs), _loads(other, costs)):
-                    why = f" -- the same loads as {name}: sort the tasks by decreasing cost"
+                    why = f" -- the same loads as {name}: {fix}"
                     break
             report.add(title, False, f"{setting}: makespan {span:.6g} with loads "
                        f"{_show(_loads(got, costs))}, LPT gives {best:.6g} with "
@@ -132,6 +146,10 @@ def grade_lpt(fn, report, timeout):
         elif again is None or plan_tasks(again, p, len(costs)) != got:
             report.add(title, False, f"{setting}: a second call gave another plan; every "
                        "rank must compute the same plan, so break ties by task and rank index")
+        elif [sorted(ts) for ts in got] != [sorted(ts) for ts in want]:
+            report.add(title, False, f"{setting}: the loads are right but the tasks went to "
+                       f"other ranks ({got} instead of {want}): break ties as the handout "
+                       f"says, the lower task index first and then the lower rank")
         else:
             report.add(title, True, f"{setting}: makespan {span:.6g}")
 
