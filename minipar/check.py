@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
-from minipar.grading.exercises import EXERCISES, grade_exercise, list_exercises
 from minipar.core.errors import UserError
+from minipar.grading.exercises import EXERCISES, grade_exercise, list_exercises
+from minipar.grading.mpi_worker import HIDDEN_VAR, hidden_cases
 
 
 def _ranks(text: str) -> list[int]:
@@ -37,6 +39,18 @@ def _ranks(text: str) -> list[int]:
     if not ranks or min(ranks) < 1:
         raise UserError(f"--ranks {text!r}: every number of ranks must be at least 1")
     return ranks
+
+
+def _hidden(path: str) -> None:
+    """Check the instructor's case file, then hand it to the graders (MINIPAR_CHECK_CASES)."""
+    os.environ[HIDDEN_VAR] = os.path.abspath(path)
+    try:
+        extra = hidden_cases()
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        raise UserError(f"--cases {path}: expected a JSON object like "
+                        f'{{"lengths": [77], "seeds": [1]}} ({exc})') from None
+    if min(extra["lengths"], default=0) < 0:
+        raise UserError(f"--cases {path}: lengths must not be negative")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--timeout", type=float, default=10.0,
                     help="seconds any one wait may take before it counts as a deadlock "
                          "(default: 10)")
+    ap.add_argument("--cases", metavar="FILE",
+                    help='instructors: more cases, hidden from students: a JSON file '
+                         '{"lengths": [77, 4099], "seeds": [1, 2]} (collective tasks)')
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
     ap.add_argument("--list", action="store_true", help="list the tasks and exit")
     return ap
@@ -68,6 +85,8 @@ def main(argv=None) -> int:
         print("minipar: error: give a TASK (--list shows them)", file=sys.stderr)
         return 2
     try:
+        if args.cases:
+            _hidden(args.cases)
         ranks = _ranks(args.ranks)
         if not args.timeout > 0:
             raise UserError(f"--timeout must be positive seconds, got {args.timeout}")

@@ -64,3 +64,28 @@ def test_copy_and_list(tmp_path, capsys):
     assert copied == sorted(stub for _, stub, _ in TASKS.values())
     assert assignments_main(["copy", str(tmp_path / "work")]) == 2
     assert "not overwriting" in capsys.readouterr().err
+
+
+def test_release_writes_a_student_edition_without_the_answers(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from minipar.grading.release import reference_modules
+
+    out = tmp_path / "student"
+    assert assignments_main(["release", str(out)]) == 0
+    for module in reference_modules():
+        path = out.joinpath(*module.split("."))
+        assert path.with_suffix(".pyc").is_file() and not path.with_suffix(".py").exists()
+    assert (out / "pyproject.toml").is_file() and (out / "STUDENT_EDITION.md").is_file()
+    env = dict(os.environ, PYTHONPATH=str(out))
+    code = ("import inspect, minipar.comm.collectives as c; print(c.__file__)\n"
+            "try:\n    inspect.getsource(c.allreduce_ring)\nexcept OSError:\n    print('hidden')")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=60, cwd=tmp_path)
+    assert proc.stdout.split() == [str(out / "minipar" / "comm" / "collectives.pyc"), "hidden"]
+    graded = subprocess.run([sys.executable, "-m", "minipar.check", "lpt"], env=env,
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert graded.returncode == 0, graded.stdout + graded.stderr  # the hidden reference runs
+    assert assignments_main(["release", str(out)]) == 2  # never over an existing edition

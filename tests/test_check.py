@@ -233,7 +233,8 @@ def test_load_callable_explains_what_is_wrong(tmp_path, monkeypatch):
     (tmp_path / "broken_mod.py").write_text("def f(:\n")
     assert load_callable("good_mod:f")(1) == 2
     assert load_callable(f"{tmp_path}/good_mod.py:f")(2) == 3
-    for spec, words in [("nocolon", "module:function"), ("no_such_mod:f", "no no_such_mod.py in this folder"),
+    for spec, words in [("nocolon", "module:function"),
+                        ("no_such_mod:f", "no no_such_mod.py in this folder"),
                         ("good_mod:g", "has no function 'g'"), ("broken_mod:f", "SyntaxError"),
                         ("missing.py:f", "no file missing.py")]:
         with pytest.raises(ConfigError, match=words):

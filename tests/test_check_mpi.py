@@ -316,3 +316,33 @@ def test_cli_json_and_exit_status(planted, tmp_path):
     assert out["task"] == "allreduce" and out["total"] == 4 and out["passed"] == 3
     assert out["score"] == 0.8 and not out["ok"]  # right answers, but not by messages
     assert [c["ok"] for c in out["checks"]] == [True, True, True, False]
+
+
+def test_hidden_cases_catch_what_the_standard_ones_miss(tmp_path):
+    (tmp_path / "sly.py").write_text(textwrap.dedent('''
+        import numpy as np
+
+
+        def wrong_at_77(comm, buf):
+            """A right sum, except for a length the standard cases do not try."""
+            tmp, total = np.empty_like(buf), buf.copy()
+            for k in range(1, comm.size):
+                comm.sendrecv(buf, (comm.rank + k) % comm.size, tmp,
+                              (comm.rank - k) % comm.size)
+                total += tmp
+            buf[:] = total + (buf.size == 77)
+    '''))
+    cases = tmp_path / "hidden.json"
+    cases.write_text(json.dumps({"lengths": [77], "seeds": [5]}))
+    base = [sys.executable, "-m", "minipar.check", "allreduce", "sly:wrong_at_77", "--ranks",
+            "2", "--json"]
+    open_run = subprocess.run(base, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    hidden = subprocess.run(base + ["--cases", str(cases)], capture_output=True, text=True,
+                            timeout=120, cwd=tmp_path)
+    assert json.loads(open_run.stdout)["ok"], open_run.stdout
+    report = json.loads(hidden.stdout)
+    results = [c for c in report["checks"] if c["name"] == "2 ranks: results"][0]
+    assert not results["ok"] and "n=77" in results["message"], results
+    bad = subprocess.run(base + ["--cases", str(tmp_path / "nope.json")], capture_output=True,
+                         text=True, timeout=60, cwd=tmp_path)
+    assert bad.returncode == 2 and "--cases" in bad.stderr

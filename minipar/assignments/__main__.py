@@ -1,7 +1,9 @@
-"""``python -m minipar.assignments list | copy DIR``: show the tasks, or copy the stubs out.
+"""``python -m minipar.assignments list | copy DIR | release DIR``: show the tasks, copy the
+stubs out, or write a student edition of minipar (the answers compiled, their sources out).
 
     python -m minipar.assignments list
     python -m minipar.assignments copy mywork        # refuses to overwrite a file there
+    python -m minipar.assignments release student    # for instructors: docs/instructors.md
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import sys
 from pathlib import Path
 
 from minipar.assignments import TASKS
+from minipar.core.errors import UserError
+from minipar.grading.release import release
 
 HERE = Path(__file__).resolve().parent
 
@@ -23,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="the tasks, their stubs and the command that grades each")
     cp = sub.add_parser("copy", help="copy the stubs into a directory to work on")
     cp.add_argument("dir", help="where to put them (created if missing)")
+    rel = sub.add_parser("release", help="write a student edition of minipar: the modules "
+                                         "that hold the answers compiled, their sources left out")
+    rel.add_argument("dir", help="a new folder for the edition")
     return ap
 
 
@@ -32,6 +39,16 @@ def main(argv=None) -> int:
         for num, (task, stub, fn) in TASKS.items():
             print(f"Task {num}  {stub:<18} python -m minipar.check {task} "
                   f"{stub[:-3]}:{fn}")
+        return 0
+    if args.command == "release":
+        try:
+            compiled = release(args.dir)
+        except UserError as exc:
+            print(f"minipar: error: {exc}", file=sys.stderr)
+            return 2
+        print(f"wrote a student edition to {args.dir}: {len(compiled)} modules compiled "
+              f"without their sources ({args.dir}/STUDENT_EDITION.md); students install it "
+              f"with: pip install -e {args.dir}")
         return 0
     out = Path(args.dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -71,7 +71,8 @@ def list_exercises() -> str:
     lines = []
     for t in EXERCISES.values():
         lines += [f"{t.name:<15} {t.about}", f"{'':<15} signature: {t.signature}",
-                  f"{'':<15} reference: {t.reference}   stub: {t.stub}"]
+                  f"{'':<15} stub: {t.stub} (minipar's own is graded when no "
+                  f"module:function is given)"]
     return "\n".join(lines)
 
 

@@ -47,8 +47,24 @@ def lengths(p: int) -> list[int]:
                    1000, 1001, 100003})
 
 
+HIDDEN_VAR = "MINIPAR_CHECK_CASES"  # a JSON file of the instructor's own cases
+
+
+def hidden_cases() -> dict:
+    """The instructor's extra cases, ``{"lengths": [n, ...], "seeds": [s, ...]}`` from the
+    JSON file named by MINIPAR_CHECK_CASES (``check --cases FILE`` sets it); empty without."""
+    path = os.environ.get(HIDDEN_VAR)
+    if not path:
+        return {"lengths": [], "seeds": []}
+    with open(path, encoding="utf-8") as f:
+        extra = json.load(f)
+    return {"lengths": [int(n) for n in extra.get("lengths", [])],
+            "seeds": [int(s) for s in extra.get("seeds", [])]}
+
+
 def cases(task: str, p: int) -> list[dict]:
-    """Every case the worker runs at p ranks, in order (the same list on every rank)."""
+    """Every case the worker runs at p ranks, in order (the same list on every rank): the
+    standard ones, then the instructor's hidden ones (``hidden_cases``)."""
     out = []
     broadcast = "broadcast" in task
     roots = sorted({0, p - 1, p // 2}) if broadcast else [-1]
@@ -59,13 +75,18 @@ def cases(task: str, p: int) -> list[dict]:
             out.append({"n": n, "dtype": "float64", "data": "int", "root": root})
     for n in (p + 1, 1001):
         out.append({"n": n, "dtype": "float32", "data": "random", "root": roots[-1]})
+    extra = hidden_cases()
+    out += [{"n": n, "dtype": "float64", "data": "int", "root": roots[0]}
+            for n in extra["lengths"]]
+    out += [{"n": 2 * p + 1, "dtype": "float64", "data": "random", "root": roots[-1],
+             "seed": s} for s in extra["seeds"]]
     return out
 
 
 def case_input(case: dict, index: int, rank: int, seed: int = 12345) -> np.ndarray:
     """Rank ``rank``'s input for case ``index``: integers in [-50, 50] (sums are exact in
     any order) or standard normal numbers, from a seed any rank can reproduce."""
-    rng = np.random.default_rng([seed, index, rank])
+    rng = np.random.default_rng([case.get("seed", seed), index, rank])
     n, dt = case["n"], np.dtype(case["dtype"])
     if case["data"] == "int":
         return rng.integers(-50, 51, n).astype(dt)
