@@ -3,7 +3,8 @@
     python -m minipar.check ring_allreduce my_ring:allreduce             # under mpiexec, p=1..4
     python -m minipar.check tree_broadcast my_tree.py:broadcast --ranks 2,3,4,5
     python -m minipar.check lpt my_lpt:lpt --json                        # for an autograder
-    python -m minipar.check --list                                       # tasks, references
+    python -m minipar.check --list                                       # the tasks
+    python -m minipar.check ring_allreduce ring_allreduce:allreduce --submissions subs/
 
 Collective tasks run the function under ``mpiexec -n p`` for each p in --ranks, on many
 lengths (0, 1, odd, even, around p and 2p, 100003) and dtypes, against the exact answer;
@@ -26,6 +27,7 @@ import os
 import sys
 
 from minipar.core.errors import UserError
+from minipar.grading.classroom import default_jobs, grade_class, summary
 from minipar.grading.exercises import EXERCISES, grade_exercise, list_exercises
 from minipar.grading.mpi_worker import HIDDEN_VAR, hidden_cases
 
@@ -65,10 +67,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="numbers of ranks for collective tasks (default: 1,2,3,4)")
     ap.add_argument("--timeout", type=float, default=10.0,
                     help="seconds any one wait may take before it counts as a deadlock "
-                         "(default: 10)")
+                         "(default: 10; a short case allows 2 s + 2e-5 s per element)")
     ap.add_argument("--cases", metavar="FILE",
                     help='instructors: more cases, hidden from students: a JSON file '
                          '{"lengths": [77, 4099], "seeds": [1, 2]} (collective tasks)')
+    ap.add_argument("--submissions", metavar="DIR",
+                    help="instructors: grade every folder in DIR (one submission each), "
+                         "writing grade-TASK.json into each")
+    ap.add_argument("--jobs", type=int,
+                    help="with --submissions: how many to grade at once (default: "
+                         "cores // max(ranks), at least 1)")
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
     ap.add_argument("--list", action="store_true", help="list the tasks and exit")
     return ap
@@ -94,6 +102,18 @@ def main(argv=None) -> int:
         print(f"minipar: error: {exc}", file=sys.stderr)
         return 2
     target = args.target or EXERCISES[args.task].reference
+    if args.submissions:
+        extra = ["--ranks", args.ranks, "--timeout", str(args.timeout)]
+        extra += ["--cases", os.path.abspath(args.cases)] if args.cases else []
+        jobs = args.jobs or default_jobs(ranks)
+        wall = 60.0 + len(ranks) * (30.0 + 3 * args.timeout)
+        try:
+            results = grade_class(args.submissions, args.task, target, extra, jobs, wall)
+        except UserError as exc:
+            print(f"minipar: error: {exc}", file=sys.stderr)
+            return 2
+        print(summary(results), flush=True)
+        return 0 if all(r is not None and r["ok"] for _, r, _ in results) else 1
     report = grade_exercise(args.task, target, ranks, args.timeout)
     print(json.dumps(report.to_json(), indent=2) if args.json else report.format(), flush=True)
     return 0 if report.ok else 1

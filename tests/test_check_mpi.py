@@ -346,3 +346,28 @@ def test_hidden_cases_catch_what_the_standard_ones_miss(tmp_path):
     bad = subprocess.run(base + ["--cases", str(tmp_path / "nope.json")], capture_output=True,
                          text=True, timeout=60, cwd=tmp_path)
     assert bad.returncode == 2 and "--cases" in bad.stderr
+
+
+def test_a_class_is_graded_folder_by_folder_in_parallel(tmp_path):
+    good = ("import numpy as np\n\n\ndef allreduce(comm, buf):\n"
+            "    tmp, total = np.empty_like(buf), buf.copy()\n"
+            "    for k in range(1, comm.size):\n"
+            "        comm.sendrecv(buf, (comm.rank + k) % comm.size, tmp,\n"
+            "                      (comm.rank - k) % comm.size)\n"
+            "        total += tmp\n"
+            "    buf[:] = total\n")
+    subs = tmp_path / "subs"
+    for name, code in (("alice", good), ("bob", "def allreduce(comm, buf):\n"
+                                               "    comm.allreduce(buf)\n"), ("carol", "")):
+        (subs / name).mkdir(parents=True)
+        (subs / name / "mine.py").write_text(code)
+    proc = subprocess.run([sys.executable, "-m", "minipar.check", "allreduce", "mine:allreduce",
+                           "--submissions", str(subs), "--ranks", "2", "--jobs", "2"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    lines = proc.stdout.splitlines()
+    assert [ln.split()[0] for ln in lines] == ["alice", "bob", "carol"], proc.stdout
+    assert "100.0%" in lines[0] and "80.0%" in lines[1] and "0.0%" in lines[2]
+    report = json.loads((subs / "alice" / "grade-allreduce.json").read_text())
+    assert report["ok"] and proc.returncode == 1  # bob and carol did not pass
+    carol = json.loads((subs / "carol" / "grade-allreduce.json").read_text())
+    assert "has no function 'allreduce'" in carol["checks"][0]["message"]

@@ -48,6 +48,14 @@ def lengths(p: int) -> list[int]:
 
 
 HIDDEN_VAR = "MINIPAR_CHECK_CASES"  # a JSON file of the instructor's own cases
+BASE_WAIT, PER_ELEMENT = 2.0, 2e-5  # seconds: the deadline of one wait in a case of n elements
+
+
+def case_timeout(case: dict, limit: float) -> float:
+    """How long one wait may take in this case before it counts as a deadlock:
+    min(limit, 2 s + 2e-5 s * n). A right answer at n = 100003 needs about 10 ms here (4 ranks
+    on 2 cores), so a short case's deadlock is named in about 2 s rather than after --timeout."""
+    return min(limit, BASE_WAIT + PER_ELEMENT * case["n"])
 
 
 def hidden_cases() -> dict:
@@ -237,6 +245,7 @@ def worker(argv=None) -> int:
             # A communicator of its own per case: a message one case left unreceived can
             # never be taken by the next case's receive.
             own = comm.split(0, comm.rank, name=f"case{i}")
+            own.set_timeout(case_timeout(case, args.timeout))
             rec = run_case(own, fn, args.task, case, i)
             put(rec)
             broken = rec["error"] is not None or rec["stall"] is not None
