@@ -3,7 +3,7 @@
 One training step, on every rank, reads top to bottom in
 :func:`minipar.training.loop.train_step`, each line a call into one room:
 
-    rows  = shard_rows(run, batch)          training/shard.py     shard: every rank's rows
+    rows  = shard_rows(run, batch)          training/run_state.py shard: every rank's rows
     mine  = shard_batch(batch, rows[r])     training/tasks.py     batch: this rank's rows
     loss  = task.loss(model, mine, state)   models/ on nn/        forward + loss (a sum s_r)
     (loss / n).backward()                   autograd/             backward: s_r / n

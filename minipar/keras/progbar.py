@@ -19,7 +19,7 @@ BAR = 20
 REDRAW_S = 0.1
 
 
-def resolve(verbose, stream=None) -> int:
+def resolve(verbose) -> int:
     """'auto' -> 1; 1 stays 1; 2 -> 2; 0 -> 0 (other values are refused by fit)."""
     return 1 if verbose == "auto" else int(verbose)
 

@@ -22,8 +22,7 @@ from minipar.training import faults
 from minipar.training.evaluate import evaluate
 from minipar.training.progress import TrainProgress
 from minipar.training.resume import save_checkpoint
-from minipar.training.run import shard_rows
-from minipar.training.run_state import Run
+from minipar.training.run_state import Run, shard_rows
 from minipar.training.tasks import shard_batch
 
 # A cross-entropy of L nats per term gives the truth probability e^-L; past ~745 no float64

@@ -16,7 +16,7 @@ from minipar.core import backend
 from minipar.core.backend import xp
 from minipar.core.errors import CheckpointError, Divergence
 from minipar.training import checkpoint as ckpt
-from minipar.training.run_state import Run
+from minipar.training.run_state import Run, shard_rows
 
 
 def save_checkpoint(run: Run) -> str | None:
@@ -31,7 +31,8 @@ def save_checkpoint(run: Run) -> str | None:
     bad = np.array([sum(not xp.isfinite(p.data).all() for p in run.model.parameters())],
                    dtype=np.float64)
     mine = {"rng": backend.get_rng_state(),
-            "state": None if run.state is None else [backend.to_numpy(s.data) for s in run.state]}
+            "state": None if run.state is None else [backend.to_numpy(s.data) for s in run.state],
+            "rows": None if run.state is None else [int(i) for i in _my_rows(run)]}
     if run.cfg.sync == "average" and comm.size > 1:  # replicas differ between averages
         mine["own"] = {**{f"param/{k}": a for k, a in run.model.state_dict().items()},
                        **{f"optim/{k}": a for k, a in
@@ -47,10 +48,8 @@ def save_checkpoint(run: Run) -> str | None:
     run.saved_step = run.step
     if comm.rank != 0:
         return None
-    ranks = {}
+    ranks = _global_state(every, run.tcfg.batch_size)
     for r, m in enumerate(every):
-        if m["state"] is not None:
-            ranks[f"r{r}/h"], ranks[f"r{r}/c"] = m["state"]
         ranks.update({f"r{r}/{k}": a for k, a in m.get("own", {}).items()})
     epoch, pos = divmod(run.step, max(run.per_epoch, 1))
     meta = {"config": dataclasses.asdict(run.cfg), "model": run.cfg.model, "ranks": comm.size,
@@ -89,22 +88,19 @@ def resume(run: Run) -> None:
     if hasattr(run.sync, "t"):  # --sync average counts steps to its next averaging
         run.sync.t = run.step
     saved = meta.get("config", {})
-    rows_same = saved.get("batch_size") == cfg.batch_size and saved.get("shard") == cfg.shard
     if meta["ranks"] == c.size:
         backend.set_rng_state(meta["rng"][c.rank])
-        if f"r{c.rank}/h" in ranks and rows_same:
-            run.state = (Tensor(backend.from_numpy(ranks[f"r{c.rank}/h"])),
-                         Tensor(backend.from_numpy(ranks[f"r{c.rank}/c"])))
-        elif f"r{c.rank}/h" in ranks:
-            run.notes.append("the rows of a batch changed (--batch-size or --shard): the "
-                             "carried LSTM state restarts from zeros")
     elif cfg.sync != "allreduce":
         raise CheckpointError(f"{where}: written by {meta['ranks']} ranks; resuming "
                               f"on {c.size} ranks works only with --sync allreduce")
     else:
         run.notes.append(f"resumed on {c.size} ranks from {meta['ranks']}: rows are shared out "
-                         f"anew, so carried LSTM state restarts from zeros and dropout draws "
+                         f"anew (the carried LSTM state follows its rows) and dropout draws "
                          f"differ; parameters and optimizer state continue exactly")
+    if "state/h" in ranks and saved.get("batch_size") == cfg.batch_size:
+        run.state = _my_state(run, ranks)
+    elif "state/h" in ranks:
+        run.notes.append("--batch-size changed: the carried LSTM state restarts from zeros")
     if run.step >= run.total_steps:
         run.notes.append(f"the checkpoint is at step {run.step}, already at --steps "
                          f"{run.total_steps}: nothing left to train")
@@ -129,3 +125,36 @@ def _trim_metrics(run_dir: str, step: int) -> None:
             except (ValueError, KeyError, TypeError):
                 continue  # a line cut short by a crash
     ckpt.atomic_write(path, "".join(keep).encode())
+
+
+# --- the carried LSTM state, by global row ------------------------------------------------
+def _my_rows(run: Run) -> list[int]:
+    """The global rows (streams) of a batch that this rank holds."""
+    n = run.tcfg.batch_size
+    return list(shard_rows(run, [np.empty(n)])[run.comm.rank])
+
+
+def _global_state(every: list[dict], n: int) -> dict:
+    """Every rank's (h, c) put at its global rows: ``state/h``, ``state/c`` (L, n, H) and
+    ``state/held`` (n,): which rows some rank held (``--shard-policy drop`` leaves some out).
+    Saved this way, the state can be shared out again on any number of ranks."""
+    parts = [m for m in every if m["state"] is not None]
+    if not parts:
+        return {}
+    L, _, H = parts[0]["state"][0].shape
+    h = np.zeros((L, n, H), parts[0]["state"][0].dtype)
+    c, held = np.zeros_like(h), np.zeros(n, bool)
+    for m in parts:
+        h[:, m["rows"]], c[:, m["rows"]] = m["state"]
+        held[m["rows"]] = True
+    return {"state/h": h, "state/c": c, "state/held": held}
+
+
+def _my_state(run: Run, ranks: dict):
+    """This rank's rows of the saved global state, as the (h, c) the next step carries."""
+    rows = _my_rows(run)
+    if not ranks["state/held"][rows].all():
+        run.notes.append("some rows were held by no rank when the checkpoint was written "
+                         "(--shard-policy drop): their LSTM state starts from zeros")
+    return (Tensor(backend.from_numpy(ranks["state/h"][:, rows])),
+            Tensor(backend.from_numpy(ranks["state/c"][:, rows])))

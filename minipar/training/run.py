@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import os
 
-import numpy as np
 
 from minipar.core import backend
 from minipar.training import checkpoint as ckpt
@@ -29,22 +28,6 @@ def task_config(cfg) -> TaskConfig:
              if getattr(cfg, f.name) is not None}
     tfields = {f.name for f in dataclasses.fields(TaskConfig)}
     return default_config(cfg.model, **{k: v for k, v in given.items() if k in tfields})
-
-
-def shard_rows(run: Run, batch) -> list:
-    """Every rank's rows of this global batch (a pure function: no message needed)."""
-    n = len(batch[0])
-    cfg = run.cfg
-    weights = None
-    if cfg.shard == "balanced":  # rows weighted by their tokens (classifier: lengths)
-        weights = batch[1] if run.task.kind == "classifier" else np.ones(n)
-    elif cfg.shard == "weighted":
-        weights = cfg.weights()
-    key = (n, None if weights is None or cfg.shard == "weighted" else tuple(np.asarray(weights)))
-    if key not in run._shards:
-        run._shards[key] = Sharder(n, run.comm.size, cfg.shard, cfg.shard_policy,
-                                   weights=weights, scheduler=run.scheduler).all_shards()
-    return run._shards[key]
 
 
 def check_shard_weights(cfg, size: int) -> None:

@@ -1,10 +1,13 @@
-"""``Run``: everything one rank knows about a training run, as one typed record."""
+"""``Run``: everything one rank knows about a training run, as one typed record; and which
+rows of a global batch each rank takes (``shard_rows``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Union
+
+import numpy as np
 
 from minipar.autograd import Tensor
 from minipar.comm.communicator import Comm
@@ -13,6 +16,7 @@ from minipar.nn.optim import Optimizer, clip_grad_norm
 from minipar.training.config import TrainConfig
 from minipar.training.run_dir import MetricsLog
 from minipar.training.sync import AllreduceSync, AverageSync, ParameterServerSync, check_replicas
+from minipar.training.shard import Sharder
 from minipar.training.tasks import Task, TaskConfig, TaskData
 
 Sync = Union[AllreduceSync, AverageSync, ParameterServerSync]
@@ -54,3 +58,18 @@ class Run:
         if every and (self.step + 1) % every == 0 and self.cfg.sync != "average":
             check_replicas(self.comm, params, self.step + 1)
 
+
+def shard_rows(run: Run, batch) -> list:
+    """Every rank's rows of this global batch (a pure function: no message needed)."""
+    n = len(batch[0])
+    cfg = run.cfg
+    weights = None
+    if cfg.shard == "balanced":  # rows weighted by their tokens (classifier: lengths)
+        weights = batch[1] if run.task.kind == "classifier" else np.ones(n)
+    elif cfg.shard == "weighted":
+        weights = cfg.weights()
+    key = (n, None if weights is None or cfg.shard == "weighted" else tuple(np.asarray(weights)))
+    if key not in run._shards:
+        run._shards[key] = Sharder(n, run.comm.size, cfg.shard, cfg.shard_policy,
+                                   weights=weights, scheduler=run.scheduler).all_shards()
+    return run._shards[key]

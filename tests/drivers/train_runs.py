@@ -23,7 +23,7 @@ def main():
     out, ref, runs = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
     comm = init(trace=True)
     if ref:
-        original = train_setup.shard_rows
+        original = loop.shard_rows
 
         def union_rows(run, batch):
             size = run.comm.size
@@ -34,7 +34,6 @@ def main():
                 run.comm.size = size
             run._shards.clear()
             return [np.concatenate(rows)]
-        train_setup.shard_rows = union_rows
         train_setup.check_shard_weights = lambda cfg, size: None  # weights are for K ranks
         loop.shard_rows = union_rows
     for i, argv in enumerate(runs):
