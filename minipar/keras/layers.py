@@ -48,7 +48,8 @@ def glorot(fan_in: int, fan_out: int, shape) -> np.ndarray:
 
 
 def orthogonal(rows: int, cols: int) -> np.ndarray:
-    """Keras' Orthogonal initialiser: Q of the QR of a normal matrix, signs fixed by diag(R)."""
+    """Keras' Orthogonal initialiser: Q of the QR of a normal (max, min) matrix, signs fixed
+    by diag(R), transposed when rows < cols (then the rows are orthonormal)."""
     a = backend.rng().normal(size=(max(rows, cols), min(rows, cols)))
     q, r = np.linalg.qr(a)
     q *= np.sign(np.diag(r))
@@ -143,7 +144,7 @@ class LSTM(Layer):
     def build(self, input_shape):
         D, H = input_shape[-1], self.units
         self.kernel = _param(glorot(D, 4 * H, (D, 4 * H)))
-        self.recurrent_kernel = _param(np.concatenate([orthogonal(H, H) for _ in range(4)], 1))
+        self.recurrent_kernel = _param(orthogonal(H, 4 * H))  # orthonormal rows, as Keras
         bias = np.zeros(4 * H)
         bias[H:2 * H] = 1.0
         self.bias = _param(bias)
