@@ -145,8 +145,15 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m minipar.clidoc", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--write", action="store_true", help=f"write {DOC.relative_to(HERE.parent)}")
+    ap.add_argument("--check", action="store_true",
+                    help=f"exit 1 when {DOC.relative_to(HERE.parent)} differs from the parsers")
     args = ap.parse_args(argv)
     text = render()
+    if args.check:
+        same = DOC.exists() and DOC.read_text() == text
+        print(f"{DOC.relative_to(HERE.parent)} " + ("matches the parsers" if same else
+              "is out of date: run python -m minipar.clidoc --write"))
+        return 0 if same else 1
     if args.write:
         DOC.write_text(text)
         print(f"wrote {DOC}")

@@ -42,3 +42,12 @@ def test_links_between_pages_resolve():
             if "://" in target:
                 continue
             assert (page.parent / target).exists(), f"{page.relative_to(root)}: {target}"
+
+
+def test_check_says_when_the_page_is_out_of_date(tmp_path, monkeypatch, capsys):
+    stale = tmp_path / "cli.md"
+    stale.write_text("# an old page\n")
+    monkeypatch.setattr(clidoc, "DOC", stale)
+    monkeypatch.setattr(clidoc, "HERE", tmp_path / "minipar")
+    assert clidoc.main(["--check"]) == 1
+    assert "out of date" in capsys.readouterr().out

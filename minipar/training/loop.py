@@ -70,8 +70,9 @@ def train_step(run: Run, batch, state):
     if not skip:
         with comm.phase("metrics"):
             comm.allreduce(flags)                                  # global loss, stop requests
-    comm_s = _inside_calls(tracer.events[first:])
-    optim_s = max(sync_s - _inside_calls(tracer.events[first:], before=t0 + sync_s), 0.0)
+    calls = tracer.events[first:]  # this step's communication calls
+    comm_s = _inside_calls(calls)
+    optim_s = max(sync_s - _inside_calls(calls, before=t0 + sync_s), 0.0)
     if flags[2] or not flags[0] / n <= LOSS_LIMIT:                # NaN fails "<=" too
         what = "gradients" if flags[2] else "loss"
         hint = "" if run.cfg.clip else " or set --clip"
