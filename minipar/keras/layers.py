@@ -213,7 +213,9 @@ class Dense(Layer):
 class Dropout(Layer):
     """While training, zero each element with probability ``rate`` and scale the rest by
     1 / (1 - rate); the identity otherwise. The mask is drawn for the whole global batch
-    from the layer's own seeded generator (``seed``), then this rank's rows are kept."""
+    from the layer's own generator, then this rank's rows are kept. Its ``seed`` defaults to
+    a draw from minipar's generator (``utils.set_random_seed``), so every rank, and every
+    run of the same script, draws the same masks."""
 
     kind = "Dropout"
 
@@ -221,6 +223,8 @@ class Dropout(Layer):
         super().__init__(name)
         if not 0.0 <= rate < 1.0:
             raise ConfigError(f"Dropout(rate={rate!r}): the rate must be in [0, 1)")
+        if seed is None:  # from minipar's seeded generator: the same on every rank and run
+            seed = int(backend.rng().integers(2 ** 62))
         self.rate, self.seed = rate, seed
         object.__setattr__(self, "_rng", np.random.default_rng(seed))
 
