@@ -180,8 +180,13 @@ class Sequential(Module):
 
     def save(self, path) -> None:
         """``path/config.json`` (the layers, the input shape, the compile settings) and
-        ``path/weights.npz`` (every weight by name); written by rank 0 only."""
-        saving.write_model(self, path, self.compiled["parallel"].rank if self.compiled else None)
+        ``path/weights.npz`` (every weight by name); written by rank 0 only, and every rank
+        waits until it is there (so a ``load_model`` right after finds it)."""
+        dp = self.compiled["parallel"] if self.compiled else None
+        saving.write_model(self, path, dp.rank if dp else None)
+        if dp is not None and dp.size > 1:
+            with dp.comm.phase("save"):
+                dp.comm.barrier()
 
 
 def load_model(path) -> Sequential:
