@@ -85,6 +85,16 @@ PLANTED = textwrap.dedent('''
         return owned
 
 
+    def lpt_round_robin(costs, p):
+        return [list(range(r, len(costs), p)) for r in range(p)]
+
+
+    def lpt_blocks(costs, p):
+        n = len(costs)
+        cuts = [n * r // p for r in range(p + 1)]
+        return [list(range(cuts[r], cuts[r + 1])) for r in range(p)]
+
+
     def lpt_endless(costs, p):
         while True:
             pass
@@ -150,6 +160,8 @@ def test_minipar_reference_passes(task):
     ("lpt", "lpt_random_ties", "another plan"),
     ("lpt", "lpt_endless", "did not return within 0.5 s"),
     ("lpt", "lpt_fewest_tasks", "choose the rank with the least LOAD"),
+    ("lpt", "lpt_round_robin", "the same loads as round robin"),
+    ("lpt", "lpt_blocks", "the same loads as blocks"),
     ("lpt", "lpt_high_ties", "the lower task index first"),
     ("kneser_ney", "kn_no_fallback", "use the fallback (0.5, 1.0, 1.5)"),
     ("lstm_backward", "lstm_no_recurrence", "what flows back to step t-1"),

@@ -14,7 +14,7 @@ used: return the fallback discounts (0.5, 1.0, 1.5) and a warning string saying 
 Otherwise return the three discounts and None.
 
 Grade it:  python -m minipar.check kneser_ney kneser_ney:estimate_discounts
-Read:      docs/ngram.md, minipar/models/kneser_ney.py (after you have tried)
+Read:      docs/ngram.md
 """
 
 import numpy as np

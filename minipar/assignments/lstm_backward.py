@@ -25,7 +25,7 @@ and at the end dh0 = dh, dc0 = dc. The cache keys: x h0 c0 w_ih w_hh b; i f g o 
 c and h (T+1, B, H) with c[0] = c0 and h[0] = h0; tc = tanh(c[1:]).
 
 Grade it:  python -m minipar.check lstm_backward lstm_backward:backward
-Read:      docs/lstm.md; minipar/nn/lstm_fused.py is the fast version (after you have tried)
+Read:      docs/lstm.md
 """
 # ruff: noqa: F841 - the stub sets up names the finished code will use
 

@@ -6,7 +6,8 @@ Every exercise is graded against minipar's own implementation, which is also wha
 runs (the ring allreduce is the default for training). A student edition keeps the library
 working and the answers out of sight: DIR gets the project (pyproject.toml, README.md,
 minipar/, tutorials/, docs/), and each module that holds a reference (EXERCISES' references:
-the collectives, the Kneser-Ney discounts, the gradient buckets, LPT, the LSTM backward) is
+the collectives, the Kneser-Ney discounts, the gradient buckets, LPT, the LSTM backward and
+the fused LSTM layer whose backward it runs) is
 replaced by its compiled bytecode, ``name.pyc`` beside where ``name.py`` was. Python imports
 such a file when no source is there, so ``pip install -e DIR`` gives students a minipar that
 trains and grades as usual, without the source of the answers.
@@ -32,9 +33,15 @@ ROOT = PACKAGE.parent
 COPIED = ("pyproject.toml", "README.md", "CHANGELOG.md", "minipar", "tutorials", "docs")
 
 
+# Modules that hold an answer without being a grader's reference: the fused LSTM layer's
+# hand-written backward is Task 3.1 done (the reference of Task 3.1 runs it).
+ALSO_ANSWERS = ("minipar.nn.lstm_fused",)
+
+
 def reference_modules() -> list[str]:
-    """The modules that hold a graded reference (dotted names, sorted)."""
-    return sorted({e.reference.partition(":")[0] for e in EXERCISES.values()})
+    """The modules that hold a graded reference or an answer (dotted names, sorted)."""
+    return sorted({e.reference.partition(":")[0] for e in EXERCISES.values()}
+                  | set(ALSO_ANSWERS))
 
 
 def release(out) -> list[Path]:
