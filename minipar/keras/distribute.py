@@ -160,7 +160,7 @@ class DataParallel:
         counts = [len(range(*block(n, self.size, r).indices(n))) * width
                   for r in range(self.size)]
         at = offsets(counts)
-        flat = np.empty(at[-1], dtype=np.float64)
+        flat = np.empty(at[-1], dtype=mine.dtype)
         flat[at[self.rank]:at[self.rank + 1]] = mine.reshape(-1)
         with self.comm.phase("predict"):
             allgather_ring(self.comm, flat, counts)
