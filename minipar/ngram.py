@@ -2,6 +2,7 @@
 
     python -m minipar.ngram fit [TRAIN] --order 5 --smoothing kn [--out M.npz] [--arpa M.arpa]
                                 [--test TEST] [--tokens word|char]
+    mpiexec -n 2 python -m minipar.ngram fit ...      # the counting shared out over the ranks
     python -m minipar.ngram ppl MODEL_OR_ARPA TEST [--tokens word|char]
     python -m minipar.ngram sample MODEL_OR_ARPA [-n 5] [--temperature 1.0] [--seed 0]
 
@@ -17,13 +18,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
+from minipar.comm import launch
+from minipar.comm.world import launched_ranks
 from minipar.data.corpus import load_text_lines, split_lines
 from minipar.data.tokenize import Vocab
 from minipar.core.errors import ConfigError, UserError
 from minipar.models.ngram_lm import SMOOTHINGS, NGramModel, load_model
+from minipar.training.ngram_mapreduce import fit_model
 
 _SPLITS = {"builtin:train": 0, "builtin:valid": 1, "builtin:test": 2}
 
@@ -60,17 +65,42 @@ def _ppl_line(name: str, r: dict) -> str:
             f"(without OOV {r['ppl_without_oov']:.4f})")
 
 
-def cmd_fit(a) -> int:
-    say = _Progress(a.quiet)
-    train = a.train or "builtin:train"
-    test = a.test or ("builtin:test" if a.train is None else None)
-    lines, name = _lines(train, a.lower, "training")
+def _prepare(a, say):
+    """(ids, vocabulary, name) of the training text."""
+    lines, name = _lines(a.train or "builtin:train", a.lower, "training")
     say(f"read {name}: {len(lines):,} lines")
     text = "\n".join(lines) + "\n"
     vocab = Vocab.build(text, a.tokens, a.lower, a.min_count, a.max_vocab, name=name)
     ids = vocab.encode(text, normalized=True)
     say(f"{len(ids):,} {a.tokens} tokens, vocabulary {len(vocab):,}; counting 1..{a.order}-grams")
+    return ids, vocab, name
+
+
+def cmd_fit(a) -> int:
+    """One process: the plain serial path."""
+    say = _Progress(a.quiet)
+    ids, vocab, name = _prepare(a, say)
     model = NGramModel.fit(ids, vocab, a.order, a.smoothing, k=a.k, alpha=a.alpha)
+    return _report(a, model, vocab, name, say)
+
+
+def fit_on_ranks(argv, state) -> int:
+    """Under mpiexec: every rank reads the text and counts its share (MapReduce, as
+    ``minipar.train --model ngram``); rank 0 builds the model and writes every file once."""
+    a = _parser().parse_args(argv)
+    comm = launch.start(state)
+    say = _Progress(a.quiet or comm.rank != 0)
+    ids, vocab, name = launch.agree(comm, _prepare, a, say)
+    say(f"counting on {comm.size} ranks")
+    model = fit_model(comm, ids, vocab, a.order, a.smoothing, k=a.k, alpha=a.alpha)
+    if comm.rank != 0:
+        return 0
+    return _report(a, model, vocab, name, say)
+
+
+def _report(a, model, vocab, name, say) -> int:
+    """Write the model's files, score the test text, print the summary."""
+    test = a.test or ("builtin:test" if a.train is None else None)
     say("smoothed: " + model.summary())
     out = {"train": name, "tokens": model.tokens, "sentences": model.sentences,
            "order": a.order, "smoothing": a.smoothing, "vocab": len(vocab),
@@ -167,9 +197,12 @@ def main(argv=None) -> int:
             raise ConfigError(f"--order must be at least 1, got {a.order}")
         if a.cmd == "sample" and (a.n < 1 or a.max_len < 1):
             raise ConfigError("-n and --max-len must be at least 1")
+        if a.cmd == "fit" and launched_ranks(os.environ)[0] > 1:
+            return launch.run(fit_on_ranks, argv)
         return {"fit": cmd_fit, "ppl": cmd_ppl, "sample": cmd_sample}[a.cmd](a)
     except UserError as exc:
-        print(f"minipar: error: {exc}", file=sys.stderr)
+        if launch.launcher_rank() == 0:  # under mpiexec every rank found it: say it once
+            launch.say_error(str(exc))
         return 2
 
 

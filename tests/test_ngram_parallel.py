@@ -166,3 +166,20 @@ def test_discounts_from_counts_of_counts_match_kneser_ney(seed):
     assert discounts_from_t(t, 2)[0] == D  # what the ranks compute from summed t
     if seed >= 4:
         assert D == FALLBACK
+
+
+@pytest.mark.mpi
+def test_ngram_fit_under_mpiexec_counts_on_the_ranks_and_writes_once(tmp_path):
+    """The command itself, not only the trainer: same ARPA bytes, one report, one error."""
+    text = tmp_path / "train.txt"
+    text.write_text("".join(f"the cat {w} sat on the mat {i % 7}\n"
+                            for i, w in enumerate(["big", "small", "red"] * 40)))
+    args = ["-m", "minipar.ngram", "fit", str(text), "--order", "3", "--quiet"]
+    run_mpi(1, args + ["--arpa", str(tmp_path / "one.arpa")], timeout=60)
+    proc = run_mpi(3, args + ["--arpa", str(tmp_path / "three.arpa"),
+                              "--out", str(tmp_path / "three.npz")], timeout=60)
+    assert (tmp_path / "one.arpa").read_bytes() == (tmp_path / "three.arpa").read_bytes()
+    assert proc.stdout.count("trained 3-gram") == 1 and (tmp_path / "three.npz").exists()
+    bad = run_mpi(2, ["-m", "minipar.ngram", "fit", str(tmp_path / "missing.txt")],
+                  timeout=60, check=False)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr

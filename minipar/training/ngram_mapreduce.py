@@ -182,6 +182,20 @@ def parallel_counts(comm, ids, order: int, bos: int, eos: int) -> dict:
             "tokens": int(tot[1]), "ngrams": tot[2:].tolist()}
 
 
+def fit_model(comm, ids, vocab, order: int, smoothing: str, k: float = 1.0,
+              alpha: float = 0.4) -> NGramModel | None:
+    """``python -m minipar.ngram fit`` under mpiexec: the counts of steps 2-5 shared out over
+    the ranks as for ``--model ngram``, the model built on rank 0 (None elsewhere). Equal to
+    ``NGramModel.fit`` on one process, count for count."""
+    part = parallel_counts(comm, ids, order, vocab.bos_id, vocab.eos_id)
+    launch.agree(comm, _check_top_order, part["ngrams"], order)
+    merged, _ = gather_counts(comm, part["owned"], part["sentences"], part["tokens"])
+    if comm.rank != 0:
+        return None
+    with comm.tracer.compute("tables"):
+        return NGramModel.from_counts(merged, vocab, smoothing, k=k, alpha=alpha)
+
+
 def _order(cfg) -> int:
     order = cfg.order if cfg.order is not None else (cfg.context or 4) + 1
     if order < 1:
