@@ -107,7 +107,13 @@ def test_costcheck_repeats_report_median_and_range():
     assert row["lo"] == pytest.approx(1000 / pred) and row["hi"] == pytest.approx(1600 / pred)
     assert row["ok"] == 2 and row["repeats"] == 3  # 1600 / 1050 = 1.52 is outside 25%
     assert "(1.05; 0.95-1.52)" in costcheck.table([row], params)
-    assert "| 2 | ring | 1 of 1 | 1.05 - 1.05 | 2 of 3 |" in costcheck.summary([row])
+    text = costcheck.summary([row])
+    assert "| 2 | ring | 1 of 1 | 1.05 - 1.05 | 2 of 3 |" in text
+    # |ratio - 1| over the three repeats: 0.048, 0.048 (1100 / 1050.6), 0.523
+    errs = costcheck.errors([row])
+    assert errs == pytest.approx(sorted(abs(t / pred - 1) for t in (1000, 1100, 1600)))
+    assert f"{100 * errs[1]:.0f}% | {100 * errs[2]:.0f}% |" in text
+    assert "median 5%, 90th percentile 52%" in text
     with pytest.raises(UserError, match="--repeat"):
         costcheck.run(["--repeat", "0"])
 

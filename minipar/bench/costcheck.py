@@ -25,7 +25,8 @@ prediction).
 cell shows the median measured time, the median prediction and the median ratio with the
 range of the K ratios, so the run-to-run spread of this host stands beside the model's
 error; the summary counts a size by its median ratio and also says in how many repeats
-it was within 25%.
+it was within 25%, and gives the median and 90th percentile of |ratio - 1| over every
+repeat: the model's error with this host's run-to-run spread in it.
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ def aggregate(runs) -> list[dict]:
                         time_us=statistics.median(r["time_us"] for r in rs),
                         predicted_us=statistics.median(r["predicted_us"] for r in rs),
                         lo=min(ratios), hi=max(ratios), repeats=len(rs),
-                        ok=sum(map(within, ratios))))
+                        ok=sum(map(within, ratios)), ratios=ratios))
     return out
 
 
@@ -154,12 +155,24 @@ def table(rows, params) -> str:
     return "\n".join(lines)
 
 
+def errors(rows) -> list[float]:
+    """|ratio - 1| of every repeat of every row (one per row without repeats)."""
+    return sorted(abs(x - 1) for r in rows for x in r.get("ratios", [r["ratio"]]))
+
+
+def _pct(errs, q: float) -> str:
+    """The q-quantile of sorted errors (nearest rank), as a percentage."""
+    return f"{100 * errs[min(len(errs) - 1, int(q * len(errs)))]:.0f}%" if errs else "-"
+
+
 def summary(rows) -> str:
-    """Sizes above 64 KiB within 25%, and the range of ratios there, per algorithm."""
+    """Sizes above 64 KiB within 25%, the range of ratios there, and the median and 90th
+    percentile of |ratio - 1| over every repeat, per algorithm and over all."""
     k = max(r.get("repeats", 1) for r in rows)
     lines = ["| p | algorithm | sizes > 64 KiB within 25% | ratio range there |"
-             + (f" size-repeats within 25% (of {k} each) |" if k > 1 else ""),
-             "|---:|:---|---:|:---|" + ("---:|" if k > 1 else "")]
+             + (f" size-repeats within 25% (of {k} each) |" if k > 1 else "")
+             + " median abs error | 90th pct abs error |",
+             "|---:|:---|---:|:---|" + ("---:|" if k > 1 else "") + "---:|---:|"]
     for p in sorted({r["ranks"] for r in rows}):
         for a in dict.fromkeys(r["algo"] for r in rows):
             big = [r for r in rows if r["ranks"] == p and r["algo"] == a
@@ -171,7 +184,11 @@ def summary(rows) -> str:
             line = f"| {p} | {a} | {ok} of {len(big)} | {min(ratios):.2f} - {max(ratios):.2f} |"
             if k > 1:
                 line += f" {sum(r['ok'] for r in big)} of {sum(r['repeats'] for r in big)} |"
-            lines.append(line)
+            errs = errors(big)
+            lines.append(line + f" {_pct(errs, 0.5)} | {_pct(errs, 0.9)} |")
+    every = errors([r for r in rows if r["bytes"] > THRESHOLD])
+    lines += ["", f"All cells above 64 KiB, every repeat ({len(every)}): |measured / predicted"
+              f" - 1| median {_pct(every, 0.5)}, 90th percentile {_pct(every, 0.9)}"]
     return "\n".join(lines)
 
 

@@ -90,6 +90,7 @@ __all__ = [
     "CostParams", "DEFAULT", "PRESETS", "ALGORITHMS", "p2p_time", "message_time",
     "reduce_time", "curve_time", "allreduce_line",
     "allreduce_time", "best_algorithm", "crossovers", "dp_step", "dp_scaling", "fit_line",
+    "has_mpi",
     "default_path", "save", "load",
 ]
 
@@ -247,7 +248,9 @@ def allreduce_line(algorithm: str, p: int, params: CostParams = DEFAULT) -> tupl
     return msgs * params.alpha, sent * params.beta + reduced * params.gamma
 
 
-def _has_mpi(p: int, params: CostParams) -> bool:
+def has_mpi(p: int, params: CostParams) -> bool:
+    """Whether MPI's own Allreduce was calibrated at p (else it is priced as the best of
+    the four hand-written algorithms)."""
     return p == 1 or _mpi_fit(params, p) is not None
 
 
@@ -256,7 +259,7 @@ def allreduce_time(algorithm: str, p: int, nbytes: float, params: CostParams = D
     messages (``message_time`` at the size each really is, working set ``nbytes``) and its
     adds (``reduce_time``)."""
     if algorithm == "mpi":
-        if not _has_mpi(p, params):
+        if not has_mpi(p, params):
             return min(allreduce_time(a, p, nbytes, params) for a in ALGORITHMS)
         fit = _mpi_fit(params, p)
         if fit and _is_points(fit):
@@ -301,7 +304,7 @@ def crossovers(p: int, params: CostParams = DEFAULT, algorithms=ALGORITHMS,
     (so a segment narrower than the grid is not skipped).
     """
     # "mpi" without a fit at this p is the envelope itself, not a curve of its own
-    algorithms = [a for a in algorithms if a != "mpi" or _has_mpi(p, params)]
+    algorithms = [a for a in algorithms if a != "mpi" or has_mpi(p, params)]
 
     def best(n):
         return best_algorithm(p, n, params, algorithms)
