@@ -59,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--params", help="raw counts: parameters (e.g. 25M)")
     m.add_argument("--flops", help="raw counts: forward + backward FLOPs per row (e.g. 1.2G)")
     m.add_argument("--act-bytes", default="0", help="raw counts: activation bytes per row")
+    m.add_argument("--data-size", help="rows in one pass over the data (e.g. 2M; a "
+                   "minipar.train model: its data's), for the time of an epoch")
     ap.add_argument("--ranks", default=DEFAULT_RANKS, help=f"rank counts (default {DEFAULT_RANKS})")
     ap.add_argument("--network", default="calibrated", help="calibrated (this machine), "
                     f"{', '.join(adv.PRESETS)}, or alpha=5us,beta=0.1ns/B")
@@ -122,14 +124,14 @@ def workload(args, log):
         return profile.counted_workload(f"{args.params} parameters, {args.flops} FLOPs/row",
                                         counts, args.batch_size, isz), None
     if args.keras:
-        from minipar.keras import profile as keras_profile
+        from minipar.keras import fit_timing
 
         try:
             with open(f"{args.keras}/config.json") as fh:
                 keras_counts(json.load(fh), isz)  # a layer without counts fails here
         except (OSError, ValueError, KeyError) as exc:
             raise UserError(f"--keras {args.keras}: not a saved model ({exc})") from None
-        return keras_profile.workload(args.keras, args.batch_size or 32, isz, log), None
+        return fit_timing.workload(args.keras, args.batch_size or 32, isz, log), None
     if args.model not in ("lstm", "mlp", "classifier", "ngram"):
         raise UserError(f"unknown model {args.model!r}: use lstm, mlp, classifier or ngram "
                         "(or --keras DIR, or --params and --flops)")
@@ -146,10 +148,12 @@ def run(argv=None) -> int:
     net = adv.network(args.network, _calibration(args.calibration))
     log = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else \
         (lambda m: print(m, flush=True))
+    data_size = int(_count(args.data_size, "--data-size")) if args.data_size else None
     try:
         w, options = workload(args, log)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    w.epoch_rows = data_size or w.epoch_rows
     advice = adv.advise(w, ranks, net, memory, buckets, every)
     measured = {}
     if args.measure:

@@ -157,10 +157,11 @@ def test_raw_counts_and_the_table(tmp_path):
     png = tmp_path / "advise.png"
     proc = subprocess.run([sys.executable, "-m", "minipar.advise", "--params", "25M",
                            "--flops", "1G", "--batch", "1024", "--network", "10GbE",
-                           "--ranks", "1,8,64", "--plot", str(png)],
+                           "--ranks", "1,8,64", "--data-size", "2M", "--plot", str(png)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "Recommendation" in proc.stdout and "p=64:" in proc.stdout
+    assert "one epoch (2,000,000 rows, 1,954 steps)" in proc.stdout
     assert png.stat().st_size > 10_000
 
 

@@ -245,10 +245,14 @@ def worker(argv=None) -> int:
             # A communicator of its own per case: a message one case left unreceived can
             # never be taken by the next case's receive.
             own = comm.split(0, comm.rank, name=f"case{i}")
-            own.set_timeout(case_timeout(case, args.timeout))
+            wait = case_timeout(case, args.timeout)
+            own.set_timeout(wait)
             rec = run_case(own, fn, args.task, case, i)
             put(rec)
             broken = rec["error"] is not None or rec["stall"] is not None
+            # A rank stuck in the case reports its own stall after ``wait``; the others must
+            # wait for that report longer than that, or a deadlock reads as a lost rank.
+            comm.set_timeout(2 * wait + 1.0)
             try:
                 verdicts = comm.allgather_obj(broken)
             except CommTimeout:

@@ -26,7 +26,7 @@ from minipar.planning import costmodel as cm
 from minipar.planning.methods import Network, Prediction, candidates
 from minipar.planning.workload import Workload
 
-__all__ = ["PRESETS", "network", "advise", "Advice", "rows_json"]
+__all__ = ["PRESETS", "network", "advise", "Advice", "rows_json", "epoch_seconds"]
 
 # The cost model's presets (costmodel.PRESETS), by the names a user types, and the
 # source of their figures
@@ -178,6 +178,14 @@ def advise(w: Workload, ranks, net: Network, memory: float | None = None,
     return Advice(w, net, memory, rows, skipped, best, reasons, cross)
 
 
+def epoch_seconds(adv: Advice, best: Prediction | None) -> float | None:
+    """Seconds of one pass over ``epoch_rows`` rows with ``best`` (None: unknown)."""
+    w = adv.workload
+    if best is None or not w.epoch_rows or w.ngram is not None:
+        return None
+    return best.step * -(-w.epoch_rows // w.batch)
+
+
 def rows_json(adv: Advice, measured: dict | None = None) -> dict:
     """The JSON of ``--json``: rows with method, ranks, predicted_s (and measured_s)."""
     measured = measured or {}
@@ -194,7 +202,8 @@ def rows_json(adv: Advice, measured: dict | None = None) -> dict:
     return {"model": adv.workload.name, "network": adv.network.source,
             "rows": out,
             "recommendation": {str(p): {"method": b.method if b else None,
-                                        "reason": adv.reasons[p]}
+                                        "reason": adv.reasons[p],
+                                        "epoch_s": epoch_seconds(adv, b)}
                                for p, b in adv.best.items()},
             "crossovers": [{"from_ranks": a, "to_ranks": b, "before": m, "after": n}
                            for a, b, m, n in adv.crossovers]}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from minipar.core.units import format_bytes
-from minipar.planning.advise import Advice
+from minipar.planning.advise import Advice, epoch_seconds
 
 __all__ = ["text", "plot"]
 
@@ -50,6 +50,10 @@ def text(adv: Advice, measured: dict | None = None, verbose: bool = False) -> st
     rec = ["Recommendation (the fastest exact method that fits):"]
     for p in sorted(adv.best):
         rec.append(f"  p={p}: {adv.reasons[p]}")
+    if w.epoch_rows and w.ngram is None:
+        rec.append(f"  one epoch ({w.epoch_rows:,} rows, {-(-w.epoch_rows // w.batch):,} "
+                   "steps): " + ", ".join(f"{epoch_seconds(adv, adv.best[p]):.3g} s at p={p}"
+                                          for p in sorted(adv.best) if adv.best[p]))
     for a, b, m, n in adv.crossovers:
         rec.append(f"  crossover: {m} up to p={a}, {n} from p={b}")
     sgd = [r for r in adv.rows if not r.exact]

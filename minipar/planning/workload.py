@@ -53,6 +53,7 @@ class Workload:
     source: str = ""               # how fb was found, for the report
     ngram: dict | None = None      # N-gram: tokens, keys, key_bytes, count_s (one core)
     settings: dict = field(default_factory=dict)  # the sizes it was built with
+    epoch_rows: int | None = None  # rows in one pass over the training data
 
     @property
     def grad_bytes(self) -> float:

@@ -103,10 +103,11 @@ def time_steps(options: dict, rows_list, repeats: int = 15, budget: float = 1.0)
         spread[b] = float(np.std(times)) / fb[b] if len(times) > 1 else 0.0
     batch = batches[0]
     row_len = int(batch[0].shape[1]) if batch[0].ndim == 2 else 1
+    epoch_rows = task.steps_per_epoch(data.train, cfg) * cfg.batch_size
     return {"fb": fb, "opt": _median(opt_s) if opt_s else 0.0, "cv": spread,
             "data": _median(fetch[1:] or fetch),
             "params": model.num_parameters(),
-            "row_len": row_len,
+            "row_len": row_len, "epoch_rows": epoch_rows,
             "vocab": len(data.vocab), "cfg": {k: getattr(cfg, k) for k in (
                 "model", "embed", "hidden", "layers", "seq_len", "context", "batch_size",
                 "dtype", "tie_weights")}}
@@ -175,7 +176,8 @@ def workload(options: dict, repeats: int = 15, log=None) -> Workload:
     w = Workload(name=name, batch=B, itemsize=8 if c["dtype"] == "float64" else 4,
                  fb_line=(t0, t1), fb_full=fb_full, opt_s=one["opt"] + one["data"],
                  cv_by_rows={int(b): v for b, v in one["cv"].items()},
-                 pipeline=c["model"] == "lstm", settings=c, **counts,
+                 pipeline=c["model"] == "lstm", settings=c, epoch_rows=one["epoch_rows"],
+                 **counts,
                  source=f"measured here: fb({top}) {1e3 * one['fb'][top]:.3g} ms on one "
                         f"core, {1e3 * full['fb'][top]:.3g} ms with this process's BLAS "
                         "threads; "

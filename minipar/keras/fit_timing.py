@@ -1,6 +1,6 @@
 """A saved Keras-style model as the advisor sees it: its steps timed here, by ``fit``.
 
-    python -m minipar.keras.profile '{"path": "runs/model", "rows": [32, 8, 2]}'  # JSON out
+    python -m minipar.keras.fit_timing '{"path": "runs/model", "rows": [32, 8, 2]}'  # JSON out
 
 ``workload(path, batch)`` loads the model (``load_model``), counts it from its config
 (``planning/workload.keras_counts``) and times ``fit`` on random ids below the embedding's
