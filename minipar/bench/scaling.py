@@ -1,6 +1,7 @@
 """Data-parallel scaling: tokens/s of ``minipar.train`` on 1, 2, 4 ranks, and efficiency.
 
     python -m minipar.bench scaling [--models lstm,mlp] [--ranks 1,2,4] [--steps 60] [--json]
+        [--predict 10GbE --to 64 --plot docs/img/scaling-predicted.png]
 
 Each point is one ``mpiexec -n P python -m minipar.train --model M --steps S`` run with the
 model's default size; its ``summary.json`` gives tokens/s (global tokens over training wall
@@ -10,6 +11,13 @@ time) and each rank's communication seconds from the trace. Parallel efficiency 
 
 The global batch is the same for every p (strong scaling: each rank gets 1/p of the rows).
 On a machine with c cores, E(p) for p > c is bounded by c / p: ranks share cores.
+
+``--predict NETWORK`` adds the advisor's prediction (``planning/advise.py``, the model's
+steps timed here by ``training/profile.py``): tokens/s = B T / predicted step of the
+recommended method (T = 1 for the MLP and the classifier, whose summary counts rows), for
+this machine (its calibration, ranks sharing its cores) at the measured p, and for one
+rank per core on hosts joined by NETWORK up to ``--to`` ranks. ``--plot`` draws both
+beside the measured points, one panel per model.
 """
 
 from __future__ import annotations
@@ -43,6 +51,44 @@ def run_point(model: str, ranks: int, steps: int, extra: list[str]) -> dict:
                        f"--steps {steps} {' '.join(extra)}".strip()}
 
 
+def predict(model: str, ranks, network: str, calibration=None) -> list[dict]:
+    """[{ranks, tokens_per_s, method}] of the advisor's recommendation at each p."""
+    from minipar.planning import advise as adv
+    from minipar.training import profile
+
+    w = profile.workload({"model": model})
+    tokens = w.batch * (w.tokens_per_row if model == "lstm" else 1)  # as summary.json counts
+    advice = adv.advise(w, ranks, adv.network(network, calibration))
+    return [{"ranks": p, "tokens_per_s": tokens / b.step, "method": b.method}
+            for p, b in sorted(advice.best.items()) if b]
+
+
+def plot(measured: dict, here: dict, far: dict, network: str, path) -> str:
+    """One panel per model: measured tokens/s (dots), predicted here and on ``network``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    models = list(measured)
+    fig = Figure(figsize=(5.5 * len(models), 4), layout="constrained")
+    for ax, m in zip(fig.subplots(1, len(models), squeeze=False)[0], models):
+        for rows, label, style in ((far[m], f"predicted, {network}, one rank per core", "-"),
+                                   (here[m], "predicted, this machine", "--")):
+            ax.plot([r["ranks"] for r in rows], [r["tokens_per_s"] for r in rows], style,
+                    marker=".", label=label)
+        ax.plot([r["ranks"] for r in measured[m]], [r["tokens_per_s"] for r in measured[m]],
+                "o", color="red", label="measured, this machine")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set(title=f"{m}: strong scaling (fixed global batch)", xlabel="ranks p",
+               ylabel="examples/s" if m == "classifier" else "tokens/s")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    FigureCanvasAgg(fig)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return str(path)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m minipar.bench scaling", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -50,6 +96,12 @@ def main(argv=None) -> int:
     ap.add_argument("--ranks", default="1,2,4")
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--predict", metavar="NETWORK", help="also the advisor's prediction on "
+                    "this named network (10GbE, 100Gb-IB, alpha=..,beta=..)")
+    ap.add_argument("--to", type=int, default=64, help="--predict: up to this many ranks")
+    ap.add_argument("--calibration", help="--predict: this machine's calibration, or "
+                    "P=PATH,... (default: the saved one)")
+    ap.add_argument("--plot", help="--predict: write the picture here")
     ap.add_argument("extra", nargs="*", help="more minipar.train options (after --)")
     a = ap.parse_args(argv)
     rows = []
@@ -65,6 +117,22 @@ def main(argv=None) -> int:
                 print(f"{model:>5} p={p}  {row['tokens_per_s']:>10,.0f} tok/s  efficiency {eff:>5}"
                       f"  comm {100 * row['comm_share']:.0f}%  ({row['train_s']:.1f} s)",
                       flush=True)
+    if a.predict:
+        cal = a.calibration
+        if cal and "=" in cal:
+            cal = {int(k): v for k, v in (x.split("=", 1) for x in cal.split(","))}
+        measured = {m: [r for r in rows if r["model"] == m] for m in a.models.split(",")}
+        ps = sorted({r["ranks"] for r in rows})
+        far_ps = [2**k for k in range(a.to.bit_length()) if 2**k <= a.to]
+        here = {m: predict(m, ps, "calibrated", cal) for m in measured}
+        far = {m: predict(m, far_ps, a.predict) for m in measured}
+        for m in measured:
+            for r in here[m] + far[m]:
+                where = "here" if r in here[m] else a.predict
+                print(f"{m:>5} p={r['ranks']:<4} predicted {r['tokens_per_s']:>10,.0f} tok/s "
+                      f"({where}, {r['method']})", flush=True)
+        if a.plot:
+            print(f"wrote {plot(measured, here, far, a.predict, a.plot)}")
     if a.json:
         print(json.dumps(rows, indent=1))
     return 0
