@@ -69,7 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--buckets", default="1M", help="allreduce bucket sizes to try (1M,4M)")
     ap.add_argument("--average-every", default="4", help="local SGD periods k to try (4,16)")
     ap.add_argument("--measure", action="store_true", help="run the top methods at p <= 4 "
-                    "for a few steps and compare")
+                    "(those minipar.train or minipar.pipeline can run) for a few steps and "
+                    "compare")
     ap.add_argument("--top", type=int, default=3, help="--measure: methods per rank count")
     ap.add_argument("--steps", type=int, default=30, help="--measure: steps per run")
     ap.add_argument("--plot", default="runs/advise.png", help="the PNG (''  for none)")
@@ -149,6 +150,11 @@ def run(argv=None) -> int:
     log = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else \
         (lambda m: print(m, flush=True))
     data_size = int(_count(args.data_size, "--data-size")) if args.data_size else None
+    if args.measure and (args.model == "ngram" or args.keras or args.params or args.flops):
+        raise UserError("--measure runs minipar.train models (lstm, mlp, classifier)")
+    if args.top < 1 or args.steps < 5:
+        raise UserError("--top must be at least 1 and --steps at least 5 (the first 3 are "
+                        "not counted)")
     try:
         w, options = workload(args, log)
     except ValueError as exc:
@@ -169,16 +175,19 @@ def run(argv=None) -> int:
 
 
 def _measure(advice, options, args, log) -> dict:
-    from minipar.training.advise_runs import measure
+    from minipar.training.advise_runs import measure, pipeline_args, train_args
 
-    if options is None or options.get("model") == "ngram":
-        raise UserError("--measure runs minipar.train models (lstm, mlp, classifier)")
     cfg = advice.workload.settings
+
+    def runnable(r) -> bool:  # grids have no command of their own to run
+        return (train_args(r.method, options) is not None
+                or pipeline_args(r.method, options, cfg) is not None)
+
     out = {}
     for p in sorted(advice.best):
         if p > 4:
             continue
-        rows = sorted((r for r in advice.rows if r.ranks == p and r.fits),
+        rows = sorted((r for r in advice.rows if r.ranks == p and r.fits and runnable(r)),
                       key=lambda r: r.step)[:args.top]
         for r in rows:
             log(f"measuring {r.method} on {p} rank{'s' if p > 1 else ''} "

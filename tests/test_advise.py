@@ -131,6 +131,9 @@ def _advise(*args, timeout=120):
     (["--ranks", "two"], "whole numbers"),
     (["--memory", "lots"], "bad size"),
     (["--params", "25M"], "--params, --flops and --batch"),
+    (["--model", "ngram", "--measure"], "--measure runs minipar.train models"),
+    (["--measure", "--steps", "2"], "--steps at least 5"),
+    (["--data-size", "many"], "write a number"),
 ])
 def test_bad_input_is_one_line(args, words):
     proc = _advise(*args, timeout=60)
