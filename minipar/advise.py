@@ -101,16 +101,6 @@ def _count(text: str, what: str) -> float:
     return value
 
 
-def _calibration(text: str | None):
-    if not text or "=" not in text:
-        return text
-    out = {}
-    for item in text.split(","):
-        p, _, path = item.partition("=")
-        out[_ints(p, "--calibration")[0]] = path
-    return out
-
-
 def workload(args, log):
     from minipar.training import profile
 
@@ -146,7 +136,7 @@ def run(argv=None) -> int:
     memory = parse_size(args.memory) if args.memory else None
     buckets = tuple(parse_size(b) for b in args.buckets.split(","))
     every = tuple(_ints(args.average_every, "--average-every"))
-    net = adv.network(args.network, _calibration(args.calibration))
+    net = adv.network(args.network, args.calibration)
     log = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else \
         (lambda m: print(m, flush=True))
     data_size = int(_count(args.data_size, "--data-size")) if args.data_size else None

@@ -134,6 +134,7 @@ def _advise(*args, timeout=120):
     (["--model", "ngram", "--measure"], "--measure runs minipar.train models"),
     (["--measure", "--steps", "2"], "--steps at least 5"),
     (["--data-size", "many"], "write a number"),
+    (["--calibration", "two=cal.json"], "P=PATH"),
 ])
 def test_bad_input_is_one_line(args, words):
     proc = _advise(*args, timeout=60)

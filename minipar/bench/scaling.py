@@ -118,13 +118,10 @@ def main(argv=None) -> int:
                       f"  comm {100 * row['comm_share']:.0f}%  ({row['train_s']:.1f} s)",
                       flush=True)
     if a.predict:
-        cal = a.calibration
-        if cal and "=" in cal:
-            cal = {int(k): v for k, v in (x.split("=", 1) for x in cal.split(","))}
         measured = {m: [r for r in rows if r["model"] == m] for m in a.models.split(",")}
         ps = sorted({r["ranks"] for r in rows})
         far_ps = [2**k for k in range(a.to.bit_length()) if 2**k <= a.to]
-        here = {m: predict(m, ps, "calibrated", cal) for m in measured}
+        here = {m: predict(m, ps, "calibrated", a.calibration) for m in measured}
         far = {m: predict(m, far_ps, a.predict) for m in measured}
         for m in measured:
             for r in here[m] + far[m]:

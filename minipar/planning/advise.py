@@ -26,7 +26,8 @@ from minipar.planning import costmodel as cm
 from minipar.planning.methods import Network, Prediction, candidates
 from minipar.planning.workload import Workload
 
-__all__ = ["PRESETS", "network", "advise", "Advice", "rows_json", "epoch_seconds"]
+__all__ = ["PRESETS", "network", "calibration_paths", "advise", "Advice", "rows_json",
+           "epoch_seconds"]
 
 # The cost model's presets (costmodel.PRESETS), by the names a user types, and the
 # source of their figures
@@ -53,11 +54,26 @@ def _parse_time(text: str, what: str) -> float:
         raise ConfigError(f"--network: cannot read {what}={text!r}") from None
 
 
+def calibration_paths(text: str | None) -> dict:
+    """``"a.json"`` -> {0: "a.json"} (for every p); ``"2=a.json,4=b.json"`` -> {2: .., 4: ..}."""
+    if not text:
+        return {}
+    if "=" not in text:
+        return {0: text}
+    out = {}
+    for item in text.split(","):
+        p, _, path = item.partition("=")
+        if not p.strip().isdigit() or int(p) < 1 or not path:
+            raise ConfigError(f"--calibration {text!r}: give a path, or P=PATH,P=PATH")
+        out[int(p)] = path
+    return out
+
+
 def network(spec: str, calibration=None) -> Network:
-    """``calibrated``, a preset name, or ``alpha=..,beta=..``. ``calibration``: a path, or
-    {p: path} of calibrations made at those p (the closest p below is used)."""
-    paths = calibration if isinstance(calibration, dict) else (
-        {0: calibration} if calibration else {})
+    """``calibrated``, a preset name, or ``alpha=..,beta=..``. ``calibration``: a path,
+    ``"P=PATH,..."`` or {p: path} of calibrations made at those p (the closest p below is
+    used)."""
+    paths = calibration if isinstance(calibration, dict) else calibration_paths(calibration)
     local = {p: cm.load(path, fallback=False) for p, path in paths.items()}
     base = local[min(local)] if local else cm.load()
     cores = os.cpu_count() or 1
