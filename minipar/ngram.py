@@ -2,7 +2,8 @@
 
     python -m minipar.ngram fit [TRAIN] --order 5 --smoothing kn [--out M.npz] [--arpa M.arpa]
                                 [--test TEST] [--tokens word|char]
-    mpiexec -n 2 python -m minipar.ngram fit ...      # the counting shared out over the ranks
+    mpiexec -n 2 python -m minipar.ngram fit ...      # shared out over the ranks (docs/ngram.md:
+                                                      # a word KN model of a file, every step)
     python -m minipar.ngram ppl MODEL_OR_ARPA TEST [--tokens word|char]
     python -m minipar.ngram sample MODEL_OR_ARPA [-n 5] [--temperature 1.0] [--seed 0]
 
@@ -19,16 +20,25 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 import time
+
+import numpy as np
 
 from minipar.comm import launch
 from minipar.comm.world import launched_ranks
 from minipar.data.corpus import load_text_lines, split_lines
+from minipar.data.fast_text import read_normalized
 from minipar.data.tokenize import Vocab
+from minipar.data.word_keys import word_vocab_and_ids
 from minipar.core.errors import ConfigError, UserError
 from minipar.models.ngram_lm import SMOOTHINGS, NGramModel, load_model
-from minipar.training.ngram_mapreduce import fit_model
+from minipar.models.ngram_counts import count_ngrams
+from minipar.training.ngram_distributed import (DistributedKN, choose_cuts, shuffle_counts,
+                                                write_arpa_ranks)
+from minipar.training.ngram_mapreduce import check_top_order, fit_model, gather_counts
+from minipar.training.ngram_read import parallel_word_vocab, read_lines_range
 
 _SPLITS = {"builtin:train": 0, "builtin:valid": 1, "builtin:test": 2}
 
@@ -38,6 +48,15 @@ class _Progress:
 
     def __init__(self, quiet: bool):
         self.quiet, self.t0 = quiet, time.perf_counter()
+        self.stages, self.peak_mb, self._last = {}, {}, self.t0
+
+    def stage(self, name: str) -> None:
+        """Seconds since the previous stage ended, and the peak RSS so far (MB), kept under
+        ``name`` (--json "stages", "peak_mb")."""
+        now = time.perf_counter()
+        self.stages[name] = round(self.stages.get(name, 0.0) + now - self._last, 4)
+        self.peak_mb[name] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        self._last = now
 
     def __call__(self, what: str) -> None:
         if not self.quiet:
@@ -67,11 +86,22 @@ def _ppl_line(name: str, r: dict) -> str:
 
 def _prepare(a, say):
     """(ids, vocabulary, name) of the training text."""
-    lines, name = _lines(a.train or "builtin:train", a.lower, "training")
-    say(f"read {name}: {len(lines):,} lines")
-    text = "\n".join(lines) + "\n"
-    vocab = Vocab.build(text, a.tokens, a.lower, a.min_count, a.max_vocab, name=name)
-    ids = vocab.encode(text, normalized=True)
+    spec = a.train or "builtin:train"
+    if spec in _SPLITS or spec.startswith("builtin"):
+        lines, name = _lines(spec, a.lower, "training")
+        text = ("\n".join(lines) + "\n").encode("utf-8")
+    else:  # a file: its normalised bytes, no list of lines
+        name, text = spec, read_normalized(spec, a.lower, "training")
+    say.stage("read")
+    lines = text.count(b"\n")
+    say(f"read {name}: {lines:,} lines")
+    if a.tokens == "word":
+        vocab, ids = word_vocab_and_ids(text, a.lower, a.min_count, a.max_vocab, name=name)
+    else:
+        text = text.decode("utf-8")
+        vocab = Vocab.build(text, a.tokens, a.lower, a.min_count, a.max_vocab, name=name)
+        ids = vocab.encode(text, normalized=True)
+    say.stage("vocab")
     say(f"{len(ids):,} {a.tokens} tokens, vocabulary {len(vocab):,}; counting 1..{a.order}-grams")
     return ids, vocab, name
 
@@ -80,22 +110,99 @@ def cmd_fit(a) -> int:
     """One process: the plain serial path."""
     say = _Progress(a.quiet)
     ids, vocab, name = _prepare(a, say)
-    model = NGramModel.fit(ids, vocab, a.order, a.smoothing, k=a.k, alpha=a.alpha)
+    counts = count_ngrams(ids, a.order, vocab.bos_id, vocab.eos_id)
+    say.stage("count")
+    model = NGramModel.from_counts(counts, vocab, a.smoothing, k=a.k, alpha=a.alpha)
+    say.stage("estimate")
     return _report(a, model, vocab, name, say)
 
 
 def fit_on_ranks(argv, state) -> int:
-    """Under mpiexec: every rank reads the text and counts its share (MapReduce, as
-    ``minipar.train --model ngram``); rank 0 builds the model and writes every file once."""
+    """Under mpiexec. A word-level KN model of a file: every step shared out over the ranks
+    (``fit_file_on_ranks``). Otherwise every rank reads the text and counts its share
+    (MapReduce, as ``minipar.train --model ngram``); rank 0 builds the model."""
     a = _parser().parse_args(argv)
     comm = launch.start(state)
     say = _Progress(a.quiet or comm.rank != 0)
+    if a.train and a.train not in _SPLITS and a.tokens == "word" and a.smoothing == "kn":
+        return fit_file_on_ranks(comm, a, say)
     ids, vocab, name = launch.agree(comm, _prepare, a, say)
     say(f"counting on {comm.size} ranks")
     model = fit_model(comm, ids, vocab, a.order, a.smoothing, k=a.k, alpha=a.alpha)
     if comm.rank != 0:
         return 0
     return _report(a, model, vocab, name, say)
+
+
+def fit_file_on_ranks(comm, a, say) -> int:
+    """Read, count, estimate and write the ARPA file with P ranks (ngram_distributed.py);
+    ``--out`` and ``--test`` need the whole model, so for them the counts go to rank 0."""
+    text, nbytes = launch.agree(comm, read_lines_range, comm, a.train, a.lower)
+    say.stage("read")
+    say(f"read {a.train}: {nbytes:,} bytes on {comm.size} ranks")
+    vocab, ids = launch.agree(comm, parallel_word_vocab, comm, text, a.lower, a.min_count,
+                              a.max_vocab, a.train)
+    del text
+    say.stage("vocab")
+    bos, eos, V = vocab.bos_id, vocab.eos_id, len(vocab)
+    with comm.tracer.compute("count"):
+        local = count_ngrams(ids, a.order, bos, eos)
+    say.stage("count")
+    tot = comm.allreduce(np.array([local.sentences, local.tokens], np.int64))
+    say(f"{int(tot[1]):,} word tokens, vocabulary {V:,}; counting 1..{a.order}-grams")
+    cuts = choose_cuts(comm, local, V)
+    uni = np.zeros(V, dtype=np.int64)
+    uni[local.grams[0][:, 0]] = local.counts[0]
+    with comm.phase("shuffle 1-grams"):
+        comm.allreduce(uni)
+    owned = shuffle_counts(comm, local, cuts, V)
+    del local, ids
+    say.stage("exchange")
+    sizes = [V] + comm.allreduce(np.array([len(r) for r, _, _ in owned], np.int64)).tolist()
+    launch.agree(comm, check_top_order, sizes, a.order)
+    with comm.tracer.compute("estimate"):
+        model = DistributedKN(comm, owned, uni, cuts, bos)
+    say.stage("estimate")
+    name = (f"{a.order}-gram kn, word vocabulary {V:,}, n-grams "
+            + " ".join(f"{k + 1}:{n:,}" for k, n in enumerate(sizes)) + "; discounts "
+            + " ".join(f"{k + 1}:[{' '.join(f'{d:.4f}' for d in D)}]"
+                       for k, D in enumerate(model.discounts)))
+    say("smoothed: " + name)
+    for w in model.warnings if comm.rank == 0 else []:
+        print(f"minipar: warning: {w}", file=sys.stderr)
+    if a.arpa:
+        write_arpa_ranks(comm, a.arpa, vocab.tokens, model, bos, progress=say)
+        say.stage("write")
+        say(f"wrote {a.arpa}")
+    out = {"train": a.train, "tokens": int(tot[1]), "sentences": int(tot[0]),
+           "order": a.order, "smoothing": "kn", "vocab": V, "ngrams": sizes,
+           "discounts": model.discounts, "warnings": model.warnings, "ranks": comm.size,
+           "stages": say.stages, "peak_mb": say.peak_mb}
+    out["stages_per_rank"] = comm.gather_obj(say.stages)
+    out["peak_mb_per_rank"] = comm.gather_obj(say.peak_mb)
+    whole = None
+    if a.out or a.test:
+        parts = [(model.grams[0], uni) if comm.rank == 0 else
+                 (np.zeros((0, 1), np.int32), np.zeros(0, np.int64))] + [o[:2] for o in owned]
+        merged, _ = gather_counts(comm, parts, out["sentences"], out["tokens"])
+        if comm.rank == 0:
+            whole = NGramModel.from_counts(merged, vocab, "kn")
+    if comm.rank != 0:
+        return 0
+    if a.out:
+        whole.save(a.out)
+        say(f"wrote {a.out}")
+    if a.test:
+        tids, tname = _ids(a.test, vocab, "test")
+        out["test"] = dict(whole.perplexity(tids), name=tname)
+    if a.json:
+        print(json.dumps(out))
+    else:
+        print(f"trained {name}\non {a.train}: {out['tokens']:,} tokens, "
+              f"{out['sentences']:,} sentences ({comm.size} ranks)")
+        if a.test:
+            print(_ppl_line(out["test"]["name"], out["test"]))
+    return 0
 
 
 def _report(a, model, vocab, name, say) -> int:
@@ -113,7 +220,9 @@ def _report(a, model, vocab, name, say) -> int:
         say(f"wrote {a.out}")
     if a.arpa:
         model.write_arpa(a.arpa, progress=say)
+        say.stage("write")
         say(f"wrote {a.arpa}")
+    out["stages"], out["peak_mb"] = say.stages, say.peak_mb
     if test:
         tids, tname = _ids(test, vocab, "test")
         out["test"] = dict(model.perplexity(tids), name=tname)

@@ -184,6 +184,11 @@ def end_with_fault(exc, comm, rank: int, debug: bool, timeout: float | None = No
                 if debug:
                     traceback.print_exc()
                 say_error(str(exc))
+            if multi:  # the others exit once rank 0 has printed: mpiexec ends the job at
+                try:  # the first non-zero exit, which could cut rank 0 short
+                    comm.barrier()
+                except Exception:  # noqa: BLE001 - leaving anyway
+                    pass
             return EXIT_USER
         if debug:
             traceback.print_exc()

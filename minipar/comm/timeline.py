@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import zlib
 
-from matplotlib.patches import Patch
 
 from minipar.comm.trace import match_messages
 
@@ -38,6 +37,7 @@ def write_png(path, ranks, max_arrows: int = 400, width: float = 12.0) -> None:
     """Draw ``ranks`` (``[(origin, [Event])]``, as ``trace.load`` gives) into ``path``."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # heavy: only when drawing
     from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
 
     n = max(len(ranks), 1)
     fig = Figure(figsize=(width, 1.0 + 0.9 * n))

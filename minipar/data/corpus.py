@@ -45,13 +45,18 @@ def builtin_text() -> str:
     return "\n".join(parts)
 
 
-def read_text(path, what: str = "data") -> str:
-    """Read a UTF-8 text file; every failure is one DataError naming the file."""
-    path = os.fspath(path)
+def check_file(path: str, what: str = "data") -> None:
+    """A DataError unless ``path`` names a file."""
     if not os.path.exists(path):
         raise DataError(f"{path}: {what} file not found")
     if os.path.isdir(path):
         raise DataError(f"{path}: is a directory, not a {what} file")
+
+
+def read_text(path, what: str = "data") -> str:
+    """Read a UTF-8 text file; every failure is one DataError naming the file."""
+    path = os.fspath(path)
+    check_file(path, what)
     with open(path, "rb") as f:
         raw = f.read()
     try:

@@ -76,27 +76,31 @@ class Vocab:
 
     unk_id, bos_id, eos_id = UNK, BOS, EOS
 
-    def __init__(self, tokens, kind: str = "word", lower: bool = False):
+    def __init__(self, tokens, kind: str = "word", lower: bool = False, distinct: bool = False):
         tokens = list(tokens)
         if tuple(tokens[:3]) != SPECIALS:
             raise ValueError(f"a vocabulary starts with {SPECIALS}, got {tokens[:3]}")
         if kind not in KINDS:
             raise ConfigError(f"unknown token kind {kind!r}: use 'char' or 'word'")
-        if len(set(tokens)) != len(tokens):
-            raise ValueError("vocabulary tokens must be distinct")
         self.tokens = tokens
         self.kind = kind
         self.lower = bool(lower)
-        self.index = {t: i for i, t in enumerate(tokens)}
-        # Encoding tables: specials are excluded so that literal "<s>" text is read as <unk>.
-        self._lut = {t: i for i, t in enumerate(tokens) if i >= 3}
-        self._lut["\n"] = EOS
+        self._index, self._words = None, None
+        if not distinct and len(self.index) != len(tokens):  # distinct: known by the caller
+            raise ValueError("vocabulary tokens must be distinct")
         if kind == "char":
             singles = [(ord(t), i) for i, t in enumerate(tokens) if i >= 3 and len(t) == 1]
             singles.append((ord("\n"), EOS))
             singles.sort()
             self._cp = np.array([c for c, _ in singles], dtype=np.uint32)
             self._cp_ids = np.array([i for _, i in singles], dtype=np.int64)
+
+    @property
+    def index(self) -> dict:
+        """token -> id, built on first use (a dict of 10^5 words takes a noticeable time)."""
+        if self._index is None:
+            self._index = dict(zip(self.tokens, range(len(self.tokens))))
+        return self._index
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -141,10 +145,17 @@ class Vocab:
                       key=lambda t: (-counts[t], t))
         if max_size is not None:
             kept = kept[: max_size - 3]
-        if not kept:
-            why = "it is empty" if not counts else f"no token occurs {min_count} times or more"
+        return cls.build_from(list(SPECIALS) + kept, kind, lower, nothing=not kept, name=name,
+                              min_count=min_count, empty=not counts)
+
+    @classmethod
+    def build_from(cls, tokens, kind, lower, nothing, name, min_count, empty) -> "Vocab":
+        """The vocabulary of distinct ``tokens``, or the DataError of ``build`` when
+        ``nothing`` is kept."""
+        if nothing:
+            why = "it is empty" if empty else f"no token occurs {min_count} times or more"
             raise DataError(f"{name}: the {kind} vocabulary has nothing in it ({why})")
-        return cls(list(SPECIALS) + kept, kind=kind, lower=lower)
+        return cls(tokens, kind=kind, lower=lower, distinct=True)
 
     # ------------------------------------------------------------------ encoding
     def normalize(self, text: str) -> str:
@@ -160,8 +171,14 @@ class Vocab:
                 return np.full(len(cps), UNK, dtype=np.int64)
             pos = np.minimum(np.searchsorted(self._cp, cps), len(self._cp) - 1)
             return np.where(self._cp[pos] == cps, self._cp_ids[pos], UNK).astype(np.int64)
+        if self._words is None:
+            # specials are left out, so that literal "<s>" text is read as <unk>
+            self._words = dict(self.index)
+            for s in SPECIALS:
+                del self._words[s]
+            self._words["\n"] = EOS
         items = _words(text)
-        return np.fromiter(map(self._lut.get, items, repeat(UNK)), dtype=np.int64,
+        return np.fromiter(map(self._words.get, items, repeat(UNK)), dtype=np.int64,
                            count=len(items))
 
     def encode_line(self, line: str) -> np.ndarray:

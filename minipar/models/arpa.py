@@ -14,7 +14,8 @@
 What we write: every listed gram with its log10 probability; every gram below the top
 order with its log10 backoff (0 when it is never a context); the top order without one
 (KenLM rejects a backoff there). ``<s>`` is written with log10 p = 0, a placeholder, as
-lmplz does. log10 0 is written as -99 (the SRILM convention) and read back as 0. The file
+lmplz does. log10 0 is written as -99 (the SRILM convention) and read back as 0. Numbers
+are fixed point with 9 decimals, formatted as arrays (arpa_format.py). The file
 starts with a blank line because older KenLM readers demand it.
 
 Tokens may not contain white space, so character-level models write the space character as
@@ -25,18 +26,20 @@ from __future__ import annotations
 
 import gc
 import os
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import numpy as np
 
 from minipar.data.tokenize import SPECIALS
 from minipar.core.errors import DataError
+from minipar.models.arpa_format import LOG0 as _LOG0, LineFormatter
 
-__all__ = ["write_arpa", "read_arpa", "SPACE"]
+__all__ = ["write_arpa", "read_arpa", "arpa_header", "arpa_sections", "ARPA_END", "SPACE"]
 
 SPACE = "<space>"
-_LOG0 = -99.0
-_CHUNK = 1 << 16
+ARPA_END = b"\n\\end\\\n"
+_CHUNK = 1 << 14  # lines formatted at once: their index arrays stay in the cache
 
 
 @contextmanager
@@ -52,47 +55,50 @@ def _no_gc():
             gc.enable()
 
 
-def _fmt(values: np.ndarray, precision: int) -> list[str]:
-    v = np.where(np.isfinite(values), values, _LOG0)
-    return list(map(f"{{:.{precision}g}}".format, v.tolist()))
-
-
-def write_arpa(path, tokens, grams, logp, logbo, bos: int = 1, precision: int = 10,
-               char_level: bool = False, progress=None) -> None:
+def write_arpa(path, tokens, grams, logp, logbo, bos: int = 1, char_level: bool = False,
+               progress=None) -> None:
     """Write tables aligned with ``grams`` (lists over orders) as an ARPA file, atomically."""
-    names = np.array([SPACE if (char_level and t == " ") else t for t in tokens], dtype=object)
+    names = [SPACE if (char_level and t == " ") else t for t in tokens]
     tmp = f"{os.fspath(path)}.tmp{os.getpid()}"
     try:
-        with _no_gc(), open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            _write(f, names, grams, logp, logbo, bos, precision, progress)
+        # a second thread writes each chunk while the next is formatted (write releases
+        # the GIL): the copy into the page cache runs beside the formatting
+        with open(tmp, "wb", buffering=0) as f, ThreadPoolExecutor(1) as writer:
+            pending = writer.submit(f.write, arpa_header([len(g) for g in grams]))
+            for k, chunk in arpa_sections(LineFormatter(names), grams, logp, logbo, bos):
+                if progress and chunk is None:
+                    progress(f"writing {k}-grams")
+                elif chunk is not None:
+                    pending.result()
+                    pending = writer.submit(f.write, chunk)
+            pending.result()
+            f.write(ARPA_END)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
 
 
-def _write(f, names, grams, logp, logbo, bos, precision, progress):
-    N = len(grams)
-    f.write("\n\\data\\\n")
-    for k in range(1, N + 1):
-        f.write(f"ngram {k}={len(grams[k - 1])}\n")
-    for k in range(1, N + 1):
-        if progress:
-            progress(f"writing {k}-grams")
-        f.write(f"\n\\{k}-grams:\n")
+def arpa_header(sizes) -> bytes:
+    """The blank line, ``\\data\\`` and one ``ngram k=m`` line per order."""
+    return ("\n\\data\\\n" + "".join(f"ngram {k}={m}\n" for k, m in enumerate(sizes, 1))
+            ).encode()
+
+
+def arpa_sections(fmt, grams, logp, logbo, bos: int, top: int | None = None):
+    """Yield (k, None) as order k starts, then (k, bytes) per chunk: the section title and
+    its lines. ``top`` is the model's order (default: len(grams)); no backoff column there."""
+    top = top or len(grams)
+    for k in range(1, len(grams) + 1):
+        yield k, None
+        yield k, f"\n\\{k}-grams:\n".encode()
         rows = grams[k - 1]
         for lo in range(0, len(rows), _CHUNK):
             sl = slice(lo, lo + _CHUNK)
-            cols = [names[rows[sl, j]].tolist() for j in range(k)]
-            lp = logp[k - 1][sl].copy()
+            lp = logp[k - 1][sl]
             if k == 1:
-                lp[rows[sl, 0] == bos] = 0.0  # placeholder: <s> is never predicted
-            fields = [_fmt(lp, precision), list(map(" ".join, zip(*cols)))]
-            if k < N:
-                fields.append(_fmt(logbo[k - 1][sl], precision))
-            f.write("\n".join(map("\t".join, zip(*fields))))
-            f.write("\n")
-    f.write("\n\\end\\\n")
+                lp = np.where(rows[sl, 0] == bos, 0.0, lp)  # placeholder: <s> is never predicted
+            yield k, fmt.lines(rows[sl], lp, logbo[k - 1][sl] if k < top else None)
 
 
 def _bad(path, lineno, why):

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["adjusted_counts", "estimate_discounts", "kn_tables", "ml_tables", "FALLBACK"]
+__all__ = ["adjusted_counts", "estimate_discounts", "kn_tables", "kn_unigrams", "kn_order",
+           "ml_tables", "FALLBACK"]
 
 FALLBACK = (0.5, 1.0, 1.5)
 
@@ -35,10 +36,17 @@ def _log10(x):
 
 
 def suffix_ranks(index, grams) -> list:
-    """sfx[k-1][i] = rank in order k-1 of the k-gram i without its first word (k >= 2)."""
+    """sfx[k-1][i] = rank in order k-1 of the k-gram i without its first word (k >= 2).
+
+    The suffix of w1..wk is the suffix of its prefix w1..w(k-1), extended by wk: one
+    ``step`` per order, from the suffixes of the order below."""
     sfx = [None]
     for k in range(2, len(grams) + 1):
-        r = index.lookup(grams[k - 1][:, 1:])
+        rows = grams[k - 1]
+        if k == 2:
+            r = rows[:, 1].astype(np.int64)
+        else:
+            r = index.step(k - 1, sfx[k - 2][index.parent[k - 1]], rows[:, -1])
         if (r < 0).any():
             raise ValueError(f"a {k}-gram is listed without its suffix")
         sfx.append(r)
@@ -95,33 +103,48 @@ def kn_tables(index, grams, counts, bos: int):
         discounts.append(D)
         if warn:
             warnings.append(warn)
-    V = index.V
     logp, logbo, p_lower = [], [], None
     for k in range(1, N + 1):
-        ak = a[k - 1].astype(np.float64)
-        Dv = np.array((0.0,) + tuple(discounts[k - 1]))
-        disc = Dv[np.minimum(a[k - 1], 3)]  # D(a) with D(0) = 0
         if k == 1:
-            total = ak.sum()
-            if total <= 0:
-                raise ValueError("no training tokens to estimate unigrams from")
-            gamma0 = disc.sum() / total
-            p = (ak - disc) / total + gamma0 / (V - 1)
-            p[bos] = 0.0
+            p = kn_unigrams(a[0], discounts[0], index.V, bos)
         else:
-            parent = index.parent[k - 1]
-            m = index.sizes[k - 2]
-            den = np.bincount(parent, weights=ak, minlength=m)
-            lost = np.bincount(parent, weights=disc, minlength=m)
-            seen = den > 0
-            gamma = np.zeros(m)
-            gamma[seen] = lost[seen] / den[seen]
-            p = (ak - disc) / den[parent] + gamma[parent] * p_lower[sfx[k - 1]]
-            logbo.append(np.where(seen, _log10(np.where(seen, gamma, 1.0)), 0.0))
+            p, bo = kn_order(a[k - 1], discounts[k - 1], index.parent[k - 1],
+                             index.sizes[k - 2], p_lower[sfx[k - 1]])
+            logbo.append(bo)
         logp.append(_log10(p))
         p_lower = p
     logbo.append(np.zeros(index.sizes[N - 1]))
     return logp, logbo, discounts, warnings
+
+
+def _disc(a: np.ndarray, D) -> np.ndarray:
+    return np.array((0.0,) + tuple(D))[np.minimum(a, 3)]  # D(a) with D(0) = 0
+
+
+def kn_unigrams(a: np.ndarray, D, V: int, bos: int) -> np.ndarray:
+    """p(w) = u(w) + gamma() / |V'| over the dense unigram table (a: adjusted counts)."""
+    ak, disc = a.astype(np.float64), _disc(a, D)
+    total = ak.sum()
+    if total <= 0:
+        raise ValueError("no training tokens to estimate unigrams from")
+    p = (ak - disc) / total + disc.sum() / total / (V - 1)
+    p[bos] = 0.0
+    return p
+
+
+def kn_order(a: np.ndarray, D, parent: np.ndarray, m: int, p_suffix: np.ndarray):
+    """p(w | c) = u(w | c) + gamma(c) p(w | c') of one order k >= 2, and log10 gamma of the m
+    contexts (the (k-1)-grams; 0 for one that is never a context). ``parent[i]``: the context
+    of gram i; ``p_suffix[i]``: p of gram i's suffix c'w. Sums over a context run in the order
+    of its grams, so any rank holding a whole context computes the same bits."""
+    ak, disc = a.astype(np.float64), _disc(a, D)
+    den = np.bincount(parent, weights=ak, minlength=m)
+    lost = np.bincount(parent, weights=disc, minlength=m)
+    seen = den > 0
+    gamma = np.zeros(m)
+    gamma[seen] = lost[seen] / den[seen]
+    p = (ak - disc) / den[parent] + gamma[parent] * p_suffix
+    return p, np.where(seen, _log10(np.where(seen, gamma, 1.0)), 0.0)
 
 
 def ml_tables(index, grams, counts, bos: int):

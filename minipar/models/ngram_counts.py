@@ -17,8 +17,9 @@ valid when its sentence still has k tokens from p on. Each order reuses the prev
     key_k(p) = rank_{k-1}(p) * |V| + s[p + k - 1]
 
 where rank_{k-1}(p) is the index of the (k-1)-gram at p among the sorted distinct (k-1)-grams.
-``np.unique(key_k, return_inverse=True, return_counts=True)`` then yields the distinct k-grams
-in lexicographic order, their counts and rank_k(p) in one sort; keys stay below N_tokens*|V|.
+``np.unique(key_k, return_inverse=True, return_counts=True)`` (``unique_inverse``) yields the
+distinct k-grams in lexicographic order, their counts and rank_k(p) in one sort; keys stay
+below N_tokens*|V|.
 No Python loop runs per token; the only loop is over the orders.
 
 Merging. Counting is a sum over sentences, so counts of a whole stream equal the merge
@@ -45,7 +46,8 @@ class NGramCounts:
     """Distinct n-grams of every order (rows of ids, lexicographic order) and raw counts.
 
     ``sentences`` is the number of sentences counted; ``tokens`` the number of predicted
-    tokens (every token but ``<s>``, so ``</s>`` included).
+    tokens (every token but ``<s>``, so ``</s>`` included). ``count_ngrams`` also keeps
+    ``parents`` (entry 0 unused), which spares later steps from looking the prefixes up.
     """
 
     order: int
@@ -53,6 +55,7 @@ class NGramCounts:
     counts: list
     sentences: int = 0
     tokens: int = 0
+    parents: list | None = None  # parents[k-1][i]: row of k-gram i's prefix in order k-1
 
     def __post_init__(self):
         if len(self.grams) != self.order or len(self.counts) != self.order:
@@ -93,26 +96,55 @@ def count_ngrams(ids, order: int, bos: int = BOS, eos: int = EOS) -> NGramCounts
     s = sentence_stream(ids, bos, eos)
     empty = [np.zeros((0, k), dtype=np.int32) for k in range(1, order + 1)]
     if len(s) == 0:
-        return NGramCounts(order, empty, [np.zeros(0, dtype=np.int64)] * order)
+        none = [np.zeros(0, dtype=np.int64)] * order
+        return NGramCounts(order, empty, none, parents=[None] + none[1:])
     V = int(s.max()) + 1
     ends = np.flatnonzero(s == eos)
     pos = np.arange(len(s))
     # room[p]: how many tokens of p's sentence start at p (p .. its </s>).
     room = ends[np.searchsorted(ends, pos)] - pos + 1
-    uniq, rank, cnt = np.unique(s, return_inverse=True, return_counts=True)
+    cnt = np.bincount(s)  # unigrams: the ids are small, a count per id needs no sort
+    uniq = np.flatnonzero(cnt)
+    rank = (np.cumsum(cnt > 0) - 1)[s]
+    cnt = cnt[uniq]
     grams = [uniq.astype(np.int32)[:, None]]
     counts = [cnt.astype(np.int64)]
+    parents = [None]
     for k in range(2, order + 1):
         keep = room[pos] >= k
         pos, rank = pos[keep], rank[keep]
         key = rank * V + s[pos + k - 1]
-        uniq, rank, cnt = np.unique(key, return_inverse=True, return_counts=True)
+        uniq, rank, cnt = unique_inverse(key)
         rows = np.empty((len(uniq), k), dtype=np.int32)
-        rows[:, :-1] = grams[-1][uniq // V]
+        parents.append(uniq // V)
+        rows[:, :-1] = grams[-1][parents[-1]]
         rows[:, -1] = uniq % V
         grams.append(rows)
         counts.append(cnt.astype(np.int64))
-    return NGramCounts(order, grams, counts, sentences=len(ends), tokens=len(s) - len(ends))
+    return NGramCounts(order, grams, counts, sentences=len(ends), tokens=len(s) - len(ends),
+                       parents=parents)
+
+
+def unique_inverse(key: np.ndarray):
+    """``np.unique(key, return_inverse=True, return_counts=True)`` for keys >= 0, faster.
+
+    When key and position fit together in 63 bits, (key << b) | position is sorted with a
+    plain sort (no argsort, about twice as fast here): the high bits give the sorted keys,
+    the low bits the permutation."""
+    n = len(key)
+    b = max(n - 1, 1).bit_length()
+    if n == 0 or int(key.min()) < 0 or int(key.max()).bit_length() + b > 63:
+        return np.unique(key, return_inverse=True, return_counts=True)
+    packed = (key.astype(np.int64) << b) | np.arange(n, dtype=np.int64)
+    packed.sort()
+    sk = packed >> b
+    new = np.empty(n, dtype=bool)
+    new[0] = True
+    np.not_equal(sk[1:], sk[:-1], out=new[1:])
+    starts = np.flatnonzero(new)
+    inverse = np.empty(n, dtype=np.int64)
+    inverse[packed & ((1 << b) - 1)] = np.cumsum(new) - 1
+    return sk[starts], inverse, np.diff(np.append(starts, n))
 
 
 def sort_unique_rows(rows: np.ndarray, counts: np.ndarray):

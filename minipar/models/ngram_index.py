@@ -43,9 +43,10 @@ def _search(keys: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 class GramIndex:
     """Sorted-array trie over ``grams`` (list over orders of lexicographically sorted rows;
-    the unigram table must be dense: row i is the id i)."""
+    the unigram table must be dense: row i is the id i). ``parents`` (optional, as in
+    ``NGramCounts``) gives each gram's prefix row instead of looking it up."""
 
-    def __init__(self, grams, V: int):
+    def __init__(self, grams, V: int, parents=None):
         self.V = int(V)
         self.order = len(grams)
         self.sizes = [len(g) for g in grams]
@@ -55,7 +56,9 @@ class GramIndex:
         self.parent = [None]  # parent[k-1][i]: rank of the prefix of k-gram i in order k-1
         for k in range(2, self.order + 1):
             rows = grams[k - 1]
-            parent = self.lookup(rows[:, :-1])
+            # prefixes given (parents[k-1], as count_ngrams keeps them) are not looked up
+            parent = (self.lookup(rows[:, :-1]) if parents is None or parents[k - 1] is None
+                      else np.asarray(parents[k - 1], dtype=np.int64))
             if (parent < 0).any():
                 bad = rows[np.flatnonzero(parent < 0)[0]].tolist()
                 raise ValueError(f"{k}-gram {bad} is listed without its prefix")

@@ -51,7 +51,7 @@ class NGramModel:
 
     def __init__(self, vocab: Vocab, order: int, smoothing: str, grams, counts=None,
                  logp=None, logbo=None, k: float = 1.0, alpha: float = 0.4,
-                 sentences: int = 0, tokens: int = 0):
+                 sentences: int = 0, tokens: int = 0, parents=None):
         if smoothing not in SMOOTHINGS + ("arpa",):
             raise ConfigError(f"unknown smoothing {smoothing!r}: use {', '.join(SMOOTHINGS)}")
         if smoothing == "addk" and not k > 0:
@@ -62,7 +62,7 @@ class NGramModel:
         self.k, self.alpha = float(k), float(alpha)
         self.sentences, self.tokens = sentences, tokens
         self.grams, self.counts = grams, counts
-        self.index = GramIndex(grams, len(vocab))
+        self.index = GramIndex(grams, len(vocab), parents)
         self.discounts, self.warnings = None, []
         bos = vocab.bos_id
         if smoothing == "kn":
@@ -103,8 +103,11 @@ class NGramModel:
         uni[counts.grams[0][:, 0]] = counts.counts[0]
         grams = [np.arange(V, dtype=np.int32)[:, None]] + list(counts.grams[1:])
         cnts = [uni] + list(counts.counts[1:])
+        parents = None
+        if counts.parents is not None and counts.order > 1:  # order 2: dense unigram rows
+            parents = [None, grams[1][:, 0]] + list(counts.parents[2:])
         return cls(vocab, counts.order, smoothing, grams, cnts, k=k, alpha=alpha,
-                   sentences=counts.sentences, tokens=counts.tokens)
+                   sentences=counts.sentences, tokens=counts.tokens, parents=parents)
 
     @classmethod
     def from_arpa(cls, path, tokens: str = "word", lower: bool = False) -> "NGramModel":
@@ -255,14 +258,13 @@ class NGramModel:
         return cls(vocab, N, meta["smoothing"], grams, k=meta["k"], alpha=meta["alpha"],
                    sentences=meta["sentences"], tokens=meta["tokens"], **tables)
 
-    def write_arpa(self, path, precision: int = 10, progress=None) -> None:
+    def write_arpa(self, path, progress=None) -> None:
         """Write the model as ARPA (kn, ml and models read from ARPA)."""
         if self.smoothing in ("addk", "stupid"):
             raise ConfigError(f"--smoothing {self.smoothing} cannot be written as ARPA: it is "
                               "not a normalised backoff model (use kn or ml)")
         write_arpa(path, self.vocab.tokens, self.grams, self.logp, self.logbo,
-                   bos=self.vocab.bos_id, precision=precision,
-                   char_level=self.vocab.kind == "char", progress=progress)
+                   bos=self.vocab.bos_id, char_level=self.vocab.kind == "char", progress=progress)
 
     def summary(self) -> str:
         sizes = " ".join(f"{k + 1}:{len(g):,}" for k, g in enumerate(self.grams))

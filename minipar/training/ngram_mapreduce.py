@@ -60,7 +60,7 @@ from minipar.training.run_dir import choose_run_dir, write_summary
 from minipar.data import load_corpus
 from minipar.models.ngram_lm import NGramModel
 
-__all__ = ["owner", "shuffle", "exchange_counts", "kn_statistics",
+__all__ = ["owner", "shuffle", "exchange_counts", "kn_statistics", "check_top_order",
            "gather_counts", "parallel_counts", "run_ngram"]
 
 _FNV_OFFSET, _FNV_PRIME = np.uint64(0xCBF29CE484222325), np.uint64(0x100000001B3)
@@ -188,7 +188,7 @@ def fit_model(comm, ids, vocab, order: int, smoothing: str, k: float = 1.0,
     the ranks as for ``--model ngram``, the model built on rank 0 (None elsewhere). Equal to
     ``NGramModel.fit`` on one process, count for count."""
     part = parallel_counts(comm, ids, order, vocab.bos_id, vocab.eos_id)
-    launch.agree(comm, _check_top_order, part["ngrams"], order)
+    launch.agree(comm, check_top_order, part["ngrams"], order)
     merged, _ = gather_counts(comm, part["owned"], part["sentences"], part["tokens"])
     if comm.rank != 0:
         return None
@@ -203,7 +203,7 @@ def _order(cfg) -> int:
     return order
 
 
-def _check_top_order(ngrams: list, order: int) -> None:
+def check_top_order(ngrams: list, order: int) -> None:
     if ngrams[-1] == 0:
         raise DataError(f"--order {order}: no training sentence holds a {order}-gram "
                         f"(<s>, {order - 2} tokens and </s>); lower --order")
@@ -233,7 +233,7 @@ def run_ngram(comm, cfg) -> int:
                          f"data: {corpus.summary()}", f"run directory {run_dir}"]
                         + [f"note: {note}" for note in comm.notes]), flush=True)
     part = parallel_counts(comm, corpus.train, order, vocab.bos_id, vocab.eos_id)
-    launch.agree(comm, _check_top_order, part["ngrams"], order)
+    launch.agree(comm, check_top_order, part["ngrams"], order)
     stats = None
     if cfg.smoothing == "kn":
         _, t, discounts = kn_statistics(comm, part["owned"], vocab.bos_id)

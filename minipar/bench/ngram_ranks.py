@@ -1,0 +1,142 @@
+"""N-gram model end to end on 1, 2, 4 ranks against KenLM's lmplz, with stage times and RSS.
+
+    python -m minipar.bench ngram_ranks [--words 2700000] [--ranks 1,2,4] [--lmplz PATH]
+                                        [--repeat 3] [--order 5] [--json]
+
+The corpus is the Python standard library's own sources (``bench ngram``'s text, normalised,
+one line a sentence), written to a file in a temporary folder. Each run is
+``python -m minipar.ngram fit FILE --order N --arpa OUT --json`` (under ``mpiexec -n P``
+for P > 1) and, with ``--lmplz``, ``lmplz -o N -S 1G --text FILE --arpa OUT``. Timed: wall
+seconds of the whole command (median of ``--repeat``), and the peak RSS of its largest
+process (the biggest rank; ``getrusage`` of the waited-for children, taken in a fresh
+wrapper process per run). The stage times are rank 0's, from the run's --json. Printed:
+the ratios minipar / lmplz and P ranks / 1 rank, and whether the ARPA files of every P are
+byte for byte the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+from minipar.bench.ngram import stdlib_text
+from minipar.core.errors import UserError
+from minipar.data.tokenize import normalize_text
+
+_WRAP = ("import json, resource, subprocess, sys, time; t = time.perf_counter(); "
+         "p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+         "w = time.perf_counter() - t; "
+         "print(json.dumps({'rc': p.returncode, 'wall': w, 'out': p.stdout, 'err': p.stderr, "
+         "'rss_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))")
+
+
+def timed(cmd: list[str]) -> dict:
+    """Run ``cmd`` in a fresh wrapper; wall seconds, peak RSS (MB) of its largest process."""
+    proc = subprocess.run([sys.executable, "-c", _WRAP, *cmd], capture_output=True, text=True)
+    r = json.loads(proc.stdout)
+    if r["rc"] != 0:
+        raise UserError(f"{' '.join(cmd)} failed ({r['rc']}): {r['err'].strip()[-400:]}")
+    return r
+
+
+def _mpiexec() -> str:
+    here = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    return here if os.path.exists(here) else "mpiexec"
+
+
+def run(a) -> dict:
+    text, source = stdlib_text(a.words)
+    out = {"benchmark": "ngram_ranks", "source": source, "order": a.order,
+           "repeat": a.repeat, "runs": []}
+    with tempfile.TemporaryDirectory() as d:
+        corpus = os.path.join(d, "corpus.txt")
+        with open(corpus, "w", encoding="utf-8") as f:
+            f.write(normalize_text(text))
+        out["bytes"] = os.path.getsize(corpus)
+        jobs = []
+        if a.lmplz:
+            jobs.append(("lmplz", 1, [a.lmplz, "-o", str(a.order), "-S", "1G", "--text",
+                                      corpus, "--arpa", os.path.join(d, "kenlm.arpa"),
+                                      "-T", d]))
+        for p in a.ranks:
+            cmd = [sys.executable, "-m", "minipar.ngram", "fit", corpus, "--order",
+                   str(a.order), "--arpa", os.path.join(d, f"p{p}.arpa"), "--json", "--quiet"]
+            jobs.append(("minipar", p, ([_mpiexec(), "-n", str(p)] if p > 1 else []) + cmd))
+        for name, p, cmd in jobs:
+            runs = [timed(cmd) for _ in range(a.repeat)]
+            row = {"program": name, "ranks": p,
+                   "seconds": round(statistics.median(r["wall"] for r in runs), 3),
+                   "peak_rss_mb": round(max(r["rss_mb"] for r in runs), 1)}
+            if name == "minipar":
+                res = json.loads(runs[-1]["out"].strip().splitlines()[-1])
+                row.update(tokens=res["tokens"], stages=res["stages"])
+                row["tokens_per_s"] = round(res["tokens"] / row["seconds"])
+            out["runs"].append(row)
+            print(f"  {name} on {p} rank{'s' if p > 1 else ''}: {row['seconds']:.2f} s, "
+                  f"{row['peak_rss_mb']:.0f} MB", file=sys.stderr, flush=True)
+        arpas = [os.path.join(d, f"p{p}.arpa") for p in a.ranks]
+        out["arpa_identical"] = all(filecmp.cmp(arpas[0], x, shallow=False) for x in arpas)
+    return out
+
+
+def _print(out) -> None:
+    print(f"{out['source']}: {out['bytes'] / 1e6:.1f} MB, order {out['order']}, median of "
+          f"{out['repeat']}")
+    rows = out["runs"]
+    ref = next((r for r in rows if r["program"] == "lmplz"), None)
+    one = next((r for r in rows if r["program"] == "minipar" and r["ranks"] == 1), None)
+    stages = ["read", "vocab", "count", "exchange", "estimate", "write"]
+    print(f"{'program':<8} {'P':>2} {'wall s':>7} {'RSS MB':>7} {'vs lmplz':>8} {'vs P=1':>7}  "
+          + " ".join(f"{s:>8}" for s in stages))
+    for r in rows:
+        vs_k = f"{r['seconds'] / ref['seconds']:.2f}x" if ref else "-"
+        vs_1 = f"{one['seconds'] / r['seconds']:.2f}x" if one and r["program"] == "minipar" else "-"
+        st = " ".join(f"{r.get('stages', {}).get(s, float('nan')):8.2f}" for s in stages)
+        print(f"{r['program']:<8} {r['ranks']:>2} {r['seconds']:7.2f} {r['peak_rss_mb']:7.0f} "
+              f"{vs_k:>8} {vs_1:>7}  {st}")
+    print(f"ARPA files of every rank count identical: {out['arpa_identical']}")
+
+
+def _parse(argv):
+    p = argparse.ArgumentParser(prog="python -m minipar.bench ngram_ranks", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--words", type=int, default=2_700_000, help="corpus words (2.7 million)")
+    p.add_argument("--ranks", default="1,2,4", help="rank counts to run (1,2,4)")
+    p.add_argument("--order", type=int, default=5, help="N (5)")
+    p.add_argument("--repeat", type=int, default=3, help="runs per configuration (3)")
+    p.add_argument("--lmplz", help="KenLM's lmplz binary, to compare against")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    a = p.parse_args(argv)
+    try:
+        a.ranks = [int(x) for x in a.ranks.split(",")]
+    except ValueError:
+        raise UserError(f"--ranks {a.ranks!r}: give rank counts like 1,2,4") from None
+    if a.words < 1 or a.order < 1 or a.repeat < 1 or min(a.ranks) < 1:
+        raise UserError("--words, --order, --repeat and --ranks must be positive")
+    if a.lmplz and not os.access(a.lmplz, os.X_OK):
+        raise UserError(f"--lmplz {a.lmplz}: not an executable file")
+    return a
+
+
+def main(argv=None) -> int:
+    try:
+        a = _parse(argv)
+        out = run(a)
+    except UserError as exc:
+        print(f"minipar: error: {exc}", file=sys.stderr)
+        return 2
+    if a.json:
+        print(json.dumps(out))
+    else:
+        _print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

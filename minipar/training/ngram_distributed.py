@@ -1,0 +1,295 @@
+"""An interpolated modified Kneser-Ney model estimated and written by P ranks, none holding
+it whole (``python -m minipar.ngram fit FILE --arpa M.arpa`` under mpiexec; docs/ngram.md).
+
+Ownership. Word ids are cut into P ranges (``choose_cuts``: equal shares of the distinct
+grams by first word); a gram of order k >= 2 belongs to the rank whose range holds its
+first word. Everything KN needs about a context c then sits with one rank: the grams c w
+all start with c's first word, and so does c itself. Unigrams are small (one entry per
+word) and every rank holds all of them, summed with ``allreduce``.
+
+Steps after counting (each rank, its own grams; ``exchange`` is one ``alltoallv`` pair):
+
+    shuffle    local counts of order k -> owner(first word); owners add them up
+    adjust     a(g) = N1+(. g): the distinct suffixes g of owned (k+1)-grams -> owner(g),
+               which adds up the left extensions it receives (unigrams: an allreduce)
+    discount   counts-of-counts t_{k,j} summed with one allreduce -> D1, D2, D3+
+    estimate   p(w | c) = u(w | c) + gamma(c) p(w | c'): u and gamma are local; p(w | c')
+               of the suffix c'w comes back from its owner along the route of "adjust"
+    write      each rank formats its grams; section k is the concatenation in rank order,
+               which is the sorted order of the one-process model, written at byte offsets
+
+Every float is computed by the same operations on the same values in the same order as
+``kn_tables`` on one process (sums over a context run in the context's own order), so the
+probabilities, and the ARPA bytes, are equal bit for bit for any number of ranks.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from minipar.core.errors import DataError
+from minipar.models.arpa import ARPA_END, arpa_header
+from minipar.models.arpa_format import LineFormatter
+from minipar.models.kneser_ney import discounts_from_t, kn_order, kn_unigrams
+from minipar.models.ngram_counts import unique_inverse
+from minipar.models.ngram_index import GramIndex
+
+__all__ = ["choose_cuts", "range_owner", "shuffle_counts", "DistributedKN", "write_arpa_ranks"]
+
+_CHUNK = 1 << 14  # lines formatted at once: their index arrays stay in the cache
+
+
+def choose_cuts(comm, local, V: int) -> np.ndarray:
+    """cuts (P + 1 ids, cuts[0] = 0, cuts[P] = V): rank r owns first words cuts[r] ..
+    cuts[r+1]-1, chosen so that each range starts about 1/P of the distinct local grams."""
+    w = np.zeros(V, dtype=np.int64)
+    for rows in local.grams[1:]:
+        w += np.bincount(rows[:, 0], minlength=V)
+    comm.allreduce(w)
+    cum = np.cumsum(w)
+    share = cum[-1] * np.arange(1, comm.size) / comm.size
+    return np.concatenate([[0], np.searchsorted(cum, share, side="right"), [V]]).astype(np.int64)
+
+
+def range_owner(first_words: np.ndarray, cuts: np.ndarray) -> np.ndarray:
+    return np.searchsorted(cuts[1:-1], first_words, side="right").astype(np.int64)
+
+
+def _block_positions(dest: np.ndarray, P: int):
+    """(send order, counts per rank, position of each item within its rank's block)."""
+    order = np.argsort(dest, kind="stable")
+    send_n = np.bincount(dest, minlength=P).astype(np.int64)
+    pos = np.empty(len(dest), dtype=np.int64)
+    pos[order] = np.arange(len(dest)) - np.repeat(np.cumsum(send_n) - send_n, send_n)
+    return order, send_n, pos
+
+
+def shuffle_counts(comm, local, cuts: np.ndarray, V: int):
+    """The local counts of orders 2..N sent to their owners and merged there: per order
+    (rows sorted, counts, parents). A k-gram travels as (its prefix's position in what this
+    rank sent of order k-1, its last word, its count): three numbers whatever k, and the
+    owner finds the prefix's merged row from that position, so merging is one sort of
+    int64 keys ``parent * V + word`` (``unique_inverse``), as in ``count_ngrams``."""
+    P = comm.size
+    out, prev_pos, prev_inv, prev_off, prev_rows = [], None, None, None, None
+    for k in range(2, local.order + 1):
+        rows, cnt = local.grams[k - 1], local.counts[k - 1]
+        order, send_n, pos = _block_positions(range_owner(rows[:, 0], cuts), P)
+        first = (rows[:, 0].astype(np.int64) if k == 2
+                 else prev_pos[local.parents[k - 1]])
+        packed = np.stack([first, rows[:, -1].astype(np.int64), cnt], axis=1)[order]
+        with comm.phase(f"shuffle {k}-grams"):
+            recv_n = comm.alltoall(send_n, np.empty(P, dtype=np.int64))
+            got = _alltoallv(comm, packed, send_n, recv_n, 3, np.int64)
+        with comm.tracer.compute("merge"):
+            off = np.cumsum(recv_n) - recv_n
+            if k == 2:
+                parent = got[:, 0]
+            else:
+                src = np.repeat(np.arange(P), recv_n)
+                parent = prev_inv[prev_off[src] + got[:, 0]]
+            uniq, inv, _ = unique_inverse(parent * V + got[:, 1])
+            merged_cnt = np.bincount(inv, weights=got[:, 2], minlength=len(uniq))
+            par = uniq // V
+            merged = np.empty((len(uniq), k), dtype=np.int32)
+            merged[:, :-1] = par[:, None] if k == 2 else prev_rows[par]
+            merged[:, -1] = uniq % V
+        out.append((merged, merged_cnt.astype(np.int64), par))
+        prev_pos, prev_inv, prev_off, prev_rows = pos, inv, off, merged
+    return out
+
+
+def _alltoallv(comm, send, send_n, recv_n, width: int, dtype):
+    got = np.empty((int(recv_n.sum()), width), dtype=dtype)
+    comm.alltoallv(np.ascontiguousarray(send).reshape(-1), send_n * width, got.reshape(-1),
+                   recv_n * width)
+    return got
+
+
+class _Route:
+    """The distinct suffixes (order k) of this rank's (k+1)-grams, sent to their owners; kept
+    so that the owners' answers (one value per suffix) come back along the same way.
+
+    A suffix w2..w(k+1) is named by the suffix w2..wk of its gram's prefix, already routed
+    one order below (``prev``), and the word w(k+1): it travels as (position of w2..wk in
+    what went to that owner before, w(k+1), left extensions), and the owner finds its row
+    with one ``step`` from the row it found for w2..wk. No rows of k ids are sorted or sent.
+    """
+
+    def __init__(self, comm, up, up_parents, prev, cuts, index, k: int):
+        V, P = index.V, comm.size
+        if prev is None:  # k = 2: the suffix of x w2 w3 is the bigram w2 w3
+            key = up[:, 1].astype(np.int64) * V + up[:, 2]
+        else:
+            key = prev.inverse[up_parents] * V + up[:, -1]
+        uniq, self.inverse, n_up = unique_inverse(key)
+        head = uniq // V
+        if prev is None:
+            self.dest = range_owner(head, cuts)
+        else:
+            self.dest, head = prev.dest[head], prev.pos[head]
+        self.order, self.send_n, self.pos = _block_positions(self.dest, P)
+        self.recv_n = comm.alltoall(self.send_n, np.empty(P, dtype=np.int64))
+        packed = np.stack([head, uniq % V, n_up], axis=1)[self.order]
+        got = _alltoallv(comm, packed, self.send_n, self.recv_n, 3, np.int64)
+        self.recv_off = np.cumsum(self.recv_n) - self.recv_n
+        if prev is None:
+            prefix = got[:, 0]
+        else:
+            src = np.repeat(np.arange(P), self.recv_n)
+            prefix = prev.rank[prev.recv_off[src] + got[:, 0]]
+        self.rank = index.step(k, prefix, got[:, 1])  # where each received suffix is, here
+        if (self.rank < 0).any():
+            raise RuntimeError(f"rank {comm.rank} received {k}-grams it does not own")
+        self.got_n = got[:, 2]
+
+    def answer(self, comm, values: np.ndarray) -> np.ndarray:
+        """values[rank of each received suffix] sent back; returns the value of each up-row."""
+        back = _alltoallv(comm, values[self.rank][:, None], self.recv_n, self.send_n, 1,
+                          values.dtype)[:, 0]
+        per_sfx = np.empty(len(back), dtype=values.dtype)
+        per_sfx[self.order] = back
+        return per_sfx[self.inverse]
+
+
+class DistributedKN:
+    """KN tables of the grams this rank owns (orders >= 2) and of every unigram."""
+
+    def __init__(self, comm, owned: list, uni: np.ndarray, cuts: np.ndarray, bos: int):
+        V, N = len(uni), len(owned) + 1
+        self.V, self.order, self.cuts = V, N, cuts
+        self.grams = [np.arange(V, dtype=np.int32)[:, None]] + [r for r, _, _ in owned]
+        index = GramIndex(self.grams, V, [None] + [p for _, _, p in owned])
+        a = [None] * N
+        a[N - 1] = owned[-1][1] if N > 1 else uni.copy()
+        routes = [None] * (N + 1)  # routes[k]: suffixes of the k-grams, k >= 3
+        for k in range(2, N):
+            with comm.phase(f"continuation {k}-grams"):
+                routes[k + 1] = _Route(comm, self.grams[k], owned[k - 1][2], routes[k], cuts,
+                                       index, k)
+        for k in range(N - 1, 0, -1):  # a of order k from the owned (k+1)-grams
+            up = self.grams[k]
+            if k == 1:
+                cont = np.bincount(up[:, 1], minlength=V).astype(np.int64)
+                with comm.phase("continuation 1-grams"):
+                    comm.allreduce(cont)
+                a[0] = cont
+                continue
+            route = routes[k + 1]
+            rows, cnt, _ = owned[k - 2]
+            cont = np.bincount(route.rank, weights=route.got_n, minlength=len(rows))
+            a[k - 1] = np.where(rows[:, 0] == bos, cnt, cont.astype(np.int64))
+        a[0] = a[0].copy()
+        a[0][bos] = 0  # <s> is never predicted
+        t = np.zeros((N, 5), dtype=np.int64)
+        for k in range(N):
+            if k > 0 or comm.rank == 0:  # unigrams: every rank has them all, count them once
+                x = a[k]
+                t[k] = np.bincount(np.minimum(x[x > 0], 5), minlength=6)[:5]
+        with comm.phase("counts-of-counts"):
+            comm.allreduce(t)
+        self.t = t
+        found = [discounts_from_t(t[k], k + 1) for k in range(N)]
+        self.discounts = [d for d, _ in found]
+        self.warnings = [w for _, w in found if w]
+        self.logp, self.logbo = [], []
+        p = kn_unigrams(a[0], self.discounts[0], V, bos)
+        self.logp.append(_log10(p))
+        for k in range(2, N + 1):
+            rows = self.grams[k - 1]
+            if k == 2:
+                p_sfx = p[rows[:, 1]]
+            else:
+                with comm.phase(f"suffix p {k - 1}-grams"):
+                    p_sfx = routes[k].answer(comm, p)
+            p, bo = kn_order(a[k - 1], self.discounts[k - 1], index.parent[k - 1],
+                             index.sizes[k - 2], p_sfx)
+            self.logbo.append(bo)
+            self.logp.append(_log10(p))
+        self.logbo.append(np.zeros(len(self.grams[-1])))
+
+    def mine(self, k: int, rank: int):
+        """(rows, logp, logbo) of order k that rank ``rank`` writes (unigrams: its range)."""
+        if k == 1:
+            sl = slice(int(self.cuts[rank]), int(self.cuts[rank + 1]))
+            return self.grams[0][sl], self.logp[0][sl], self.logbo[0][sl]
+        return self.grams[k - 1], self.logp[k - 1], self.logbo[k - 1]
+
+
+def _log10(x):
+    with np.errstate(divide="ignore"):
+        return np.log10(x)
+
+
+def write_arpa_ranks(comm, path, tokens, model: DistributedKN, bos: int, progress=None) -> None:
+    """Every rank writes its lines of each section at their byte offset in one file; the
+    file appears under ``path`` only when every rank has written (a rename, as
+    ``write_arpa``). The offsets come first, from the exact size of every rank's part of
+    every section (one allgather), so each rank then streams its lines a chunk at a time."""
+    N, fmt = model.order, LineFormatter(tokens)
+    parts = [_part(model, k, comm.rank, bos) for k in range(1, N + 1)]
+    mine = np.array([fmt.size(r, lp, bo) for r, lp, bo in parts], dtype=np.int64)
+    with comm.phase("ARPA offsets"):
+        nbytes = comm.allgather(mine, np.empty((comm.size, N), dtype=np.int64))
+        grams = comm.allreduce(np.array([len(p[0]) for p in parts], np.int64))
+    header = arpa_header(grams.tolist())
+    titles = [f"\n\\{k}-grams:\n".encode() for k in range(1, N + 1)]
+    starts = len(header) + np.cumsum([0] + [len(t) + int(nbytes[:, k - 1].sum())
+                                            for k, t in enumerate(titles, 1)])
+    tmp = f"{os.fspath(path)}.tmp{comm.bcast_obj(os.getpid())}"
+    error = ""
+    if comm.rank == 0:
+        try:
+            with open(tmp, "wb") as f:
+                f.write(header)
+        except OSError as exc:
+            error = f"{path}: cannot write ({exc.strerror})"
+    error = comm.allreduce_obj(error, max)
+    if error:
+        raise DataError(error)
+    fd = os.open(tmp, os.O_WRONLY)
+    try:
+        for k, (rows, lp, bo) in enumerate(parts, 1):
+            if progress:
+                progress(f"writing {k}-grams")
+            at = int(starts[k - 1])
+            if comm.rank == 0:
+                error = error or _pwrite(fd, titles[k - 1], at, path)
+            at += len(titles[k - 1]) + int(nbytes[:comm.rank, k - 1].sum())
+            for i in range(0, len(rows), _CHUNK):
+                chunk = fmt.lines(rows[i:i + _CHUNK], lp[i:i + _CHUNK],
+                                  None if bo is None else bo[i:i + _CHUNK])
+                error = error or _pwrite(fd, chunk, at, path)
+                at += len(chunk)
+        if comm.rank == 0:
+            error = error or _pwrite(fd, ARPA_END, int(starts[-1]), path)
+    finally:
+        os.close(fd)
+    with comm.phase("ARPA written"):
+        error = comm.allreduce_obj(error, max)
+    if comm.rank == 0:
+        if error:
+            os.remove(tmp)
+        else:
+            os.replace(tmp, path)
+    if error:
+        raise DataError(error)
+
+
+def _part(model: DistributedKN, k: int, rank: int, bos: int):
+    """(rows, log10p, log10backoff or None) of order k as this rank writes them."""
+    rows, lp, bo = model.mine(k, rank)
+    if k == 1:
+        lp = np.where(rows[:, 0] == bos, 0.0, lp)  # placeholder: <s> is never predicted
+    return rows, lp, bo if k < model.order else None
+
+
+def _pwrite(fd: int, data: bytes, at: int, path) -> str:
+    """Write ``data`` at offset ``at``; "" or the error message."""
+    try:
+        os.pwrite(fd, data, at)
+    except OSError as exc:
+        return f"{path}: cannot write ({exc.strerror})"
+    return ""

@@ -1,0 +1,103 @@
+"""Reading a text file and building its word vocabulary on P ranks, no rank reading it all.
+
+Byte ranges. Rank r takes the bytes [r S/P, (r+1) S/P) of the S-byte file, with both ends
+moved forward to the next line start (a cut at offset o moves to just after the first
+"\\n" at or after o - 1), so every line is read by exactly one rank and no sentence is cut.
+A rank whose range holds no line start gets nothing (more ranks than lines, one huge line).
+
+Vocabulary. Each rank normalises its lines and finds its distinct words as 64-bit keys
+(``word_keys``). The (keys, counts, strings) of every rank are gathered by every rank
+(``allgather_obj``), merged (counts added per key) and ordered as ``Vocab.build`` orders them
+(count descending, ties in code-point order). That order depends on the total counts only,
+so the vocabulary, and every id, is the same for any number of ranks.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from minipar.core.errors import DataError
+from minipar.data.corpus import check_file
+from minipar.data.fast_text import check_utf8, normalize_bytes
+from minipar.data.tokenize import EOS
+from minipar.data.word_keys import split_words, vocab_from, with_eos
+
+__all__ = ["byte_range", "read_lines_range", "parallel_word_vocab"]
+
+_BLOCK = 1 << 16
+
+
+def _line_start(f, off: int, size: int) -> int:
+    """The first line start at or after ``off``."""
+    if off <= 0:
+        return 0
+    f.seek(off - 1)
+    pos = off - 1
+    while pos < size:
+        block = f.read(_BLOCK)
+        if not block:
+            break
+        i = block.find(b"\n")
+        if i >= 0:
+            return pos + i + 1
+        pos += len(block)
+    return size
+
+
+def byte_range(path: str, rank: int, size: int) -> tuple[int, int]:
+    """(start, end) of rank ``rank``'s whole lines among ``size`` ranks."""
+    total = os.path.getsize(path)
+    with open(path, "rb") as f:
+        return (_line_start(f, rank * total // size, total),
+                _line_start(f, (rank + 1) * total // size, total))
+
+
+def read_lines_range(comm, path: str, lower: bool, what: str = "training"):
+    """This rank's lines of ``path``, normalised (UTF-8 bytes), and the file's size.
+
+    Every failure is one DataError naming the file, the same on every rank: a missing file,
+    bytes that are not UTF-8 (with the line number in the whole file), no text at all."""
+    path = os.fspath(path)
+    check_file(path, what)
+    start, end = byte_range(path, comm.rank, comm.size)
+    with open(path, "rb") as f:
+        f.seek(start)
+        raw = f.read(end - start)
+    lines_before = comm.allgather(np.array([raw.count(b"\n")], np.int64),
+                                  np.empty(comm.size, np.int64))[:comm.rank].sum()
+    errors = [e for e in comm.allgather_obj(check_utf8(raw, path, start, int(lines_before)))
+              if e]
+    if errors:
+        raise DataError(errors[0])
+    if start == 0 and raw.startswith(b"\xef\xbb\xbf"):  # a byte-order mark is not text
+        raw = raw[3:]
+    text = normalize_bytes(raw, lower)
+    if not comm.allreduce(np.array([len(text)], np.int64))[0]:
+        raise DataError(f"{path}: {what} file has no text (only whitespace)")
+    return text, os.path.getsize(path)
+
+
+def parallel_word_vocab(comm, text: bytes, lower: bool = False, min_count: int = 1,
+                        max_size: int | None = None, name: str = "text"):
+    """The word ``Vocab`` of the whole text (as ``Vocab.build``) and this rank's id stream
+    (``text``: this rank's normalised UTF-8 bytes)."""
+    words = split_words(text)
+    mine = (words.distinct, words.counts, words.strings(), words.collision)
+    parts = comm.allgather_obj(mine)
+    if any(p[3] for p in parts):
+        raise RuntimeError("two different words have the same 64-bit key; "
+                           "run on one process, which checks every word by its text")
+    keys = np.concatenate([p[0] for p in parts])
+    strings = [s for p in parts for s in p[2]]
+    merged, first, inv = np.unique(keys, return_index=True, return_inverse=True)
+    counts = np.bincount(inv, weights=np.concatenate([p[1] for p in parts]),
+                         minlength=len(merged)).astype(np.int64)
+    rep = [strings[i] for i in first.tolist()]
+    if any(strings[i] != rep[j] for i, j in enumerate(inv.tolist())):
+        raise RuntimeError("two different words on two ranks have the same 64-bit key; "
+                           "run on one process, which checks every word by its text")
+    vocab, remap = vocab_from(rep, merged, counts, lower, min_count, max_size, name)
+    local = remap[np.searchsorted(merged, words.distinct)]
+    return vocab, with_eos(local[words.inverse], words.line_words, EOS)

@@ -1,0 +1,173 @@
+"""The N-gram model on P ranks (minipar.training.ngram_read, ngram_distributed): byte
+ranges, the vocabulary from word keys, the ARPA formatting, and the whole model under
+``mpiexec -n P``, byte for byte equal to one process's ARPA file."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from mpiutil import run_mpi
+
+from minipar.data.corpus import builtin_text
+from minipar.data.tokenize import Vocab, normalize_text
+from minipar.data.word_keys import split_words, word_vocab_and_ids
+from minipar.core.ragged import ragged_gather
+from minipar.models.arpa_format import format_numbers
+from minipar.models.ngram_counts import count_ngrams, unique_inverse
+from minipar.training.ngram_read import byte_range
+
+FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+WORDS = st.sampled_from(["a", "b", "the", "<s>", "</s>", "<unk>", "élan", "'elements",
+                         "(element,", "abcdefgh", "abcdefghX", "abcdefghY", "x" * 40,
+                         "x" * 41, "日本語のテキスト", "a\x00b"])
+
+
+@FAST
+@given(st.lists(st.lists(WORDS, min_size=0, max_size=8), min_size=1, max_size=30),
+       st.integers(1, 3), st.sampled_from([None, 5, 8]))
+def test_word_keys_give_vocab_build_exactly(lines, min_count, max_size):
+    text = normalize_text("\n".join(" ".join(line) for line in lines))
+    if not text.strip():
+        return
+    try:
+        ref = Vocab.build(text, "word", min_count=min_count, max_size=max_size)
+    except Exception as exc:  # the same error from both paths
+        with pytest.raises(type(exc)):
+            word_vocab_and_ids(text, min_count=min_count, max_size=max_size)
+        return
+    vocab, ids = word_vocab_and_ids(text, min_count=min_count, max_size=max_size)
+    assert vocab == ref
+    assert np.array_equal(ids, ref.encode(text, normalized=True))
+
+
+def test_long_words_sharing_eight_bytes_get_different_keys():
+    words = split_words("'elements (element, abcdefghX abcdefghY abcdefghX\n")
+    assert not words.collision
+    assert len(words.distinct) == 4 and words.counts.tolist().count(2) == 1
+
+
+def test_numbers_are_fixed_point_without_trailing_point():
+    v = np.array([0.0, -0.0, -np.inf, -1.5, -2.25, -99.0, 1e-12, -0.1234567894, -12.0, 3.5])
+    m, s, n = format_numbers(v, decimals=9)
+    got = [bytes(m[i, s[i]:s[i] + n[i]]).decode() for i in range(len(v))]
+    assert got == ["0", "0", "-99", "-1.500000000", "-2.250000000", "-99", "0",
+                   "-0.123456789", "-12", "3.500000000"]
+    rng = np.random.default_rng(0)
+    x = -rng.exponential(3.0, 5000)
+    m, s, n = format_numbers(x)
+    back = np.array([float(bytes(m[i, s[i]:s[i] + n[i]])) for i in range(len(x))])
+    assert np.abs(back - x).max() <= 0.5e-9 + 1e-15
+
+
+def test_ragged_gather_and_unique_inverse():
+    src = np.frombuffer(b"abcdefghij", dtype=np.uint8)
+    out = ragged_gather(src, np.array([3, 0, 9, 3]), np.array([2, 1, 1, 3]))
+    assert out.tobytes() == b"dea" + b"j" + b"def"
+    key = np.random.default_rng(1).integers(0, 1000, 5000)
+    for a, b in zip(unique_inverse(key), np.unique(key, return_inverse=True,
+                                                   return_counts=True)):
+        assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("text", [b"one two\nthree\nfour five six\n", b"x" * 5000 + b"\n",
+                                  b"a\nb", b"\n\n\nlast line\n"])
+def test_byte_ranges_cut_at_line_starts_and_cover_the_file(tmp_path, text):
+    path = tmp_path / "t.txt"
+    path.write_bytes(text)
+    for size in range(1, 7):
+        ranges = [byte_range(str(path), r, size) for r in range(size)]
+        assert ranges[0][0] == 0 and ranges[-1][1] == len(text)
+        for (a, b), (c, _) in zip(ranges, ranges[1:]):
+            assert b == c and a <= b
+        for a, _ in ranges:
+            assert a == 0 or a == len(text) or text[a - 1:a] == b"\n"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """A word corpus of the built-in text: ~1,400 lines, so P ranks cut it mid-line."""
+    d = tmp_path_factory.mktemp("ngd")
+    lines = normalize_text(builtin_text()).splitlines()[:1400]
+    path = d / "train.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (d / "test.txt").write_text("\n".join(normalize_text(builtin_text()).splitlines()[-200:])
+                                + "\n", encoding="utf-8")
+    return d
+
+
+def _fit(n, d, name, extra=()):
+    args = ["-m", "minipar.ngram", "fit", str(d / "train.txt"), "--order", "4", "--quiet",
+            "--arpa", str(d / name), *extra]
+    return run_mpi(n, args, timeout=120)  # n = 1: the serial path
+
+
+def test_arpa_bytes_equal_on_1_to_4_ranks(corpus):
+    _fit(1, corpus, "p1.arpa", ["--json", "--test", str(corpus / "test.txt")])
+    one = (corpus / "p1.arpa").read_bytes()
+    text = (corpus / "train.txt").read_bytes()
+    cuts = [r * len(text) // n for n in (2, 3, 4) for r in range(1, n)]
+    assert any(text[c - 1:c] != b"\n" for c in cuts)  # some even cuts fall inside a line
+    for n in (2, 3, 4):
+        out = _fit(n, corpus, f"p{n}.arpa", ["--json", "--test", str(corpus / "test.txt")])
+        assert (corpus / f"p{n}.arpa").read_bytes() == one, n
+        assert not list(corpus.glob("*.tmp*"))
+        assert '"ranks": %d' % n in out.stdout and '"ppl"' in out.stdout
+
+
+def test_counts_of_a_rank_range_add_up(corpus):
+    """Counting each rank's byte range and merging equals counting the whole file."""
+    text = normalize_text((corpus / "train.txt").read_text(encoding="utf-8"))
+    vocab, ids = word_vocab_and_ids(text)
+    whole = count_ngrams(ids, 3)
+    path = str(corpus / "train.txt")
+    raw = (corpus / "train.txt").read_bytes()
+    total = np.zeros(len(vocab), dtype=np.int64)
+    for r in range(3):
+        a, b = byte_range(path, r, 3)
+        part = vocab.encode(raw[a:b].decode("utf-8"))
+        c = count_ngrams(part, 1)
+        total[c.grams[0][:, 0]] += c.counts[0]
+    assert np.array_equal(total[whole.grams[0][:, 0]], whole.counts[0])
+
+
+def test_more_ranks_than_lines_and_one_huge_line(tmp_path):
+    (tmp_path / "two.txt").write_text("a b c\nb c d\n")
+    big = " ".join(f"w{i % 500}" for i in range(20000))
+    (tmp_path / "huge.txt").write_text(big + "\nw1 w2\n")
+    for name in ("two.txt", "huge.txt"):
+        args = ["-m", "minipar.ngram", "fit", str(tmp_path / name), "--order", "3", "--quiet"]
+        run_mpi(1, args + ["--arpa", str(tmp_path / f"{name}.1")], timeout=60)
+        run_mpi(4, args + ["--arpa", str(tmp_path / f"{name}.4")], timeout=60)
+        assert (tmp_path / f"{name}.1").read_bytes() == (tmp_path / f"{name}.4").read_bytes()
+
+
+def test_bad_bytes_are_one_clear_line_naming_the_line(tmp_path):
+    good = "\n".join(f"line {i} of text" for i in range(300)) + "\n"
+    raw = good.encode() + b"bad \xff byte\n" + good.encode()
+    (tmp_path / "bad.txt").write_bytes(raw)
+    proc = run_mpi(3, ["-m", "minipar.ngram", "fit", str(tmp_path / "bad.txt"),
+                       "--arpa", str(tmp_path / "m.arpa")], timeout=60, check=False)
+    assert proc.returncode != 0
+    errors = [ln for ln in proc.stderr.splitlines() if "not UTF-8" in ln]
+    assert len(errors) == 1 and "line 301" in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not os.path.exists(tmp_path / "m.arpa")
+
+
+def test_bench_ngram_ranks_reports_stages_and_identical_files():
+    proc = subprocess.run([sys.executable, "-m", "minipar.bench", "ngram_ranks", "--words",
+                           "20000", "--ranks", "1,2", "--repeat", "1", "--order", "3",
+                           "--json"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["arpa_identical"] is True
+    assert [r["ranks"] for r in out["runs"]] == [1, 2]
+    for r in out["runs"]:
+        assert r["seconds"] > 0 and r["peak_rss_mb"] > 0 and r["tokens"] > 20000
+        assert set(r["stages"]) >= {"read", "vocab", "count", "estimate", "write"}
+    assert "exchange" in out["runs"][1]["stages"]
