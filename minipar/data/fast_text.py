@@ -39,7 +39,7 @@ _UNI_BREAK = re.compile("[\u0085\u2028\u2029]")
 _UNI_SPACE = re.compile("[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]")
 
 
-_BLOCK = 1 << 22  # bytes normalised at a time (whole lines): small temporaries
+_BLOCK = 1 << 20  # bytes normalised at a time (whole lines): small temporaries
 
 
 def blocks(raw: bytes, size: int = _BLOCK):

@@ -170,7 +170,8 @@ def vocab_from(strings: list[str], keys: np.ndarray, counts: np.ndarray, lower: 
     order = order[counts[order] >= max(min_count, 1)]
     if max_size is not None:
         order = order[:max_size - 3]
-    vocab = Vocab.build_from(list(SPECIALS) + [strings[j] for j in order], "word", lower,
+    kept = np.array(strings, dtype=object)[order].tolist() if len(order) else []
+    vocab = Vocab.build_from(list(SPECIALS) + kept, "word", lower,
                              nothing=len(order) == 0, name=name, min_count=min_count,
                              empty=len(strings) == 0)
     remap = np.full(len(strings), UNK, dtype=np.int64)

@@ -71,7 +71,8 @@ def shuffle_counts(comm, local, cuts: np.ndarray, V: int):
     (rows sorted, counts, parents). A k-gram travels as (its prefix's position in what this
     rank sent of order k-1, its last word, its count): three numbers whatever k, and the
     owner finds the prefix's merged row from that position, so merging is one sort of
-    int64 keys ``parent * V + word`` (``unique_inverse``), as in ``count_ngrams``."""
+    int64 keys ``parent * V + word`` (``unique_inverse``), as in ``count_ngrams``. The local
+    counts of each order are dropped from ``local`` once sent."""
     P = comm.size
     out, prev_pos, prev_inv, prev_off, prev_rows = [], None, None, None, None
     for k in range(2, local.order + 1):
@@ -98,6 +99,7 @@ def shuffle_counts(comm, local, cuts: np.ndarray, V: int):
             merged[:, -1] = uniq % V
         out.append((merged, merged_cnt.astype(np.int64), par))
         prev_pos, prev_inv, prev_off, prev_rows = pos, inv, off, merged
+        local.grams[k - 1] = local.counts[k - 1] = None  # sent: memory back at once
     return out
 
 

@@ -6,10 +6,11 @@ moved forward to the next line start (a cut at offset o moves to just after the 
 A rank whose range holds no line start gets nothing (more ranks than lines, one huge line).
 
 Vocabulary. Each rank normalises its lines and finds its distinct words as 64-bit keys
-(``word_keys``). The (keys, counts, strings) of every rank are gathered by every rank
-(``allgather_obj``), merged (counts added per key) and ordered as ``Vocab.build`` orders them
-(count descending, ties in code-point order). That order depends on the total counts only,
-so the vocabulary, and every id, is the same for any number of ranks.
+(``word_keys``). The (keys, counts, strings) of every rank are gathered on rank 0
+(``gather_obj``), merged (counts added per key) and ordered as ``Vocab.build`` orders them
+(count descending, ties in code-point order); the result goes back with ``bcast_obj``.
+That order depends on the total counts only, so the vocabulary, and every id, is the same
+for any number of ranks.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 from minipar.core.errors import DataError
 from minipar.data.corpus import check_file
 from minipar.data.fast_text import check_utf8, normalize_bytes
-from minipar.data.tokenize import EOS
+from minipar.data.tokenize import EOS, SPECIALS, Vocab
 from minipar.data.word_keys import split_words, vocab_from, with_eos
 
 __all__ = ["byte_range", "read_lines_range", "parallel_word_vocab"]
@@ -82,22 +83,41 @@ def read_lines_range(comm, path: str, lower: bool, what: str = "training"):
 def parallel_word_vocab(comm, text: bytes, lower: bool = False, min_count: int = 1,
                         max_size: int | None = None, name: str = "text"):
     """The word ``Vocab`` of the whole text (as ``Vocab.build``) and this rank's id stream
-    (``text``: this rank's normalised UTF-8 bytes)."""
+    (``text``: this rank's normalised UTF-8 bytes). Rank 0 merges the ranks' distinct words
+    (``gather_obj``) and broadcasts the vocabulary and the id of every merged key, so the
+    merge is done once, not once per rank."""
     words = split_words(text)
-    mine = (words.distinct, words.counts, words.strings(), words.collision)
-    parts = comm.allgather_obj(mine)
+    parts = comm.gather_obj((words.distinct, words.counts, words.strings(), words.collision))
+    reply = _merge(parts, lower, min_count, max_size, name) if comm.rank == 0 else None
+    reply = comm.bcast_obj(reply)
+    if isinstance(reply[0], str):
+        raise (DataError if reply[0] == "DataError" else RuntimeError)(reply[1])
+    merged, remap, tokens = reply
+    vocab = Vocab(list(SPECIALS) + (tokens.split(" ") if tokens else []), "word", lower,
+                  distinct=True)
+    local = remap[np.searchsorted(merged, words.distinct)]
+    return vocab, with_eos(local[words.inverse], words.line_words, EOS)
+
+
+def _merge(parts, lower, min_count, max_size, name):
+    """On rank 0: (merged keys, id of each, the tokens after the specials joined by " "),
+    or (error kind, message) for every rank to raise."""
+    clash = ("RuntimeError", "two different words have the same 64-bit key; run on one "
+             "process, which checks every word by its text")
     if any(p[3] for p in parts):
-        raise RuntimeError("two different words have the same 64-bit key; "
-                           "run on one process, which checks every word by its text")
+        return clash
     keys = np.concatenate([p[0] for p in parts])
     strings = [s for p in parts for s in p[2]]
     merged, first, inv = np.unique(keys, return_index=True, return_inverse=True)
     counts = np.bincount(inv, weights=np.concatenate([p[1] for p in parts]),
                          minlength=len(merged)).astype(np.int64)
-    rep = [strings[i] for i in first.tolist()]
-    if any(strings[i] != rep[j] for i, j in enumerate(inv.tolist())):
-        raise RuntimeError("two different words on two ranks have the same 64-bit key; "
-                           "run on one process, which checks every word by its text")
-    vocab, remap = vocab_from(rep, merged, counts, lower, min_count, max_size, name)
-    local = remap[np.searchsorted(merged, words.distinct)]
-    return vocab, with_eos(local[words.inverse], words.line_words, EOS)
+    table = np.array(strings, dtype=object)
+    rep = table[first].tolist()
+    long = np.flatnonzero((keys & np.uint64(0xFF)) == 0)  # short keys are the words' bytes
+    if (table[long] != table[first[inv[long]]]).any():
+        return clash
+    try:
+        vocab, remap = vocab_from(rep, merged, counts, lower, min_count, max_size, name)
+    except DataError as exc:
+        return ("DataError", str(exc))
+    return merged, remap, " ".join(vocab.tokens[3:])
