@@ -17,9 +17,10 @@ valid when its sentence still has k tokens from p on. Each order reuses the prev
     key_k(p) = rank_{k-1}(p) * |V| + s[p + k - 1]
 
 where rank_{k-1}(p) is the index of the (k-1)-gram at p among the sorted distinct (k-1)-grams.
-``np.unique(key_k, return_inverse=True, return_counts=True)`` (``unique_inverse``) yields the
-distinct k-grams in lexicographic order, their counts and rank_k(p) in one sort; keys stay
-below N_tokens*|V|.
+one sort of key_k yields the distinct k-grams in lexicographic order, their counts and
+rank_k(p); keys stay below N_tokens*|V|. The positions are kept in the sorted order of
+their gram, so from k = 3 on the keys arrive sorted but for runs of equal prefixes, which
+a stable sort merges in a fraction of the time of a full sort.
 No Python loop runs per token; the only loop is over the orders.
 
 Merging. Counting is a sum over sentences, so counts of a whole stream equal the merge
@@ -111,10 +112,19 @@ def count_ngrams(ids, order: int, bos: int = BOS, eos: int = EOS) -> NGramCounts
     counts = [cnt.astype(np.int64)]
     parents = [None]
     for k in range(2, order + 1):
-        keep = room[pos] >= k
-        pos, rank = pos[keep], rank[keep]
+        keep = room >= k  # room, rank: aligned with pos
+        pos, rank, room = pos[keep], rank[keep], room[keep]
         key = rank * V + s[pos + k - 1]
-        uniq, rank, cnt = unique_inverse(key)
+        # from k = 3 on, pos is in the order of the (k-1)-grams, so the keys are sorted but
+        # for runs of equal prefixes: a stable sort (a merge of runs) is 3-5x faster there
+        perm = _sort_perm(key) if k == 2 else np.argsort(key, kind="stable")
+        sk = key[perm]
+        new = np.empty(len(sk), dtype=bool)
+        new[:1] = True
+        np.not_equal(sk[1:], sk[:-1], out=new[1:])
+        starts = np.flatnonzero(new)
+        uniq, cnt = sk[starts], np.diff(np.append(starts, len(sk)))
+        pos, room, rank = pos[perm], room[perm], np.cumsum(new) - 1
         rows = np.empty((len(uniq), k), dtype=np.int32)
         parents.append(uniq // V)
         rows[:, :-1] = grams[-1][parents[-1]]
@@ -123,6 +133,18 @@ def count_ngrams(ids, order: int, bos: int = BOS, eos: int = EOS) -> NGramCounts
         counts.append(cnt.astype(np.int64))
     return NGramCounts(order, grams, counts, sentences=len(ends), tokens=len(s) - len(ends),
                        parents=parents)
+
+
+def _sort_perm(key: np.ndarray) -> np.ndarray:
+    """A permutation that sorts ``key`` (>= 0) stably: (key << b) | position sorted by a plain
+    sort when both fit in 63 bits (about twice as fast as an argsort here)."""
+    n = len(key)
+    b = max(n - 1, 1).bit_length()
+    if n == 0 or int(key.max()).bit_length() + b > 63:
+        return np.argsort(key, kind="stable")
+    packed = (key.astype(np.int64) << b) | np.arange(n, dtype=np.int64)
+    packed.sort()
+    return packed & ((1 << b) - 1)
 
 
 def unique_inverse(key: np.ndarray):
