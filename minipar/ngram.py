@@ -38,6 +38,7 @@ from minipar.models.ngram_counts import count_ngrams
 from minipar.training.ngram_distributed import (DistributedKN, choose_cuts, shuffle_counts,
                                                 write_arpa_ranks)
 from minipar.training.ngram_mapreduce import check_top_order, fit_model, gather_counts
+from minipar.training.ngram_query import sharded_perplexity
 from minipar.training.ngram_read import parallel_word_vocab, read_lines_range
 
 _SPLITS = {"builtin:train": 0, "builtin:valid": 1, "builtin:test": 2}
@@ -129,9 +130,21 @@ def fit_on_ranks(argv, state) -> int:
     ids, vocab, name = launch.agree(comm, _prepare, a, say)
     say(f"counting on {comm.size} ranks")
     model = fit_model(comm, ids, vocab, a.order, a.smoothing, k=a.k, alpha=a.alpha)
+    _trace(comm, a)
     if comm.rank != 0:
         return 0
     return _report(a, model, vocab, name, say)
+
+
+def _trace(comm, a) -> None:
+    """``--trace DIR``: the job's trace.json and timeline.png, and the per-rank table (on
+    stderr, so that --json stays one object on stdout). Every rank takes part."""
+    if not a.trace:
+        return
+    if comm.rank == 0:
+        os.makedirs(a.trace, exist_ok=True)
+    comm.report(chrome=os.path.join(a.trace, "trace.json"),
+                png=os.path.join(a.trace, "timeline.png"), table=not a.quiet, stream=sys.stderr)
 
 
 def fit_file_on_ranks(comm, a, say) -> int:
@@ -160,8 +173,7 @@ def fit_file_on_ranks(comm, a, say) -> int:
     say.stage("exchange")
     sizes = [V] + comm.allreduce(np.array([len(r) for r, _, _ in owned], np.int64)).tolist()
     launch.agree(comm, check_top_order, sizes, a.order)
-    with comm.tracer.compute("estimate"):
-        model = DistributedKN(comm, owned, uni, cuts, bos)
+    model = DistributedKN(comm, owned, uni, cuts, bos)  # compute and messages: not one span
     say.stage("estimate")
     name = (f"{a.order}-gram kn, word vocabulary {V:,}, n-grams "
             + " ".join(f"{k + 1}:{n:,}" for k, n in enumerate(sizes)) + "; discounts "
@@ -180,19 +192,27 @@ def fit_file_on_ranks(comm, a, say) -> int:
            "stages": say.stages, "peak_mb": say.peak_mb}
     out["stages_per_rank"] = comm.gather_obj(say.stages)
     out["peak_mb_per_rank"] = comm.gather_obj(say.peak_mb)
+    if a.test and a.test not in _SPLITS:  # scored by the sharded model, no rank holds it all
+        test, _ = launch.agree(comm, read_lines_range, comm, a.test, a.lower, "test")
+        tids = vocab.encode(test.decode("utf-8"), normalized=True)
+        r = sharded_perplexity(comm, model, tids, vocab)
+        if comm.rank == 0:
+            out["test"] = dict(r, name=a.test)
+        say.stage("test")
     whole = None
-    if a.out or a.test:
+    if a.out or a.test in _SPLITS:  # the same on every rank: a collective follows
         parts = [(model.grams[0], uni) if comm.rank == 0 else
                  (np.zeros((0, 1), np.int32), np.zeros(0, np.int64))] + [o[:2] for o in owned]
         merged, _ = gather_counts(comm, parts, out["sentences"], out["tokens"])
         if comm.rank == 0:
             whole = NGramModel.from_counts(merged, vocab, "kn")
+    _trace(comm, a)
     if comm.rank != 0:
         return 0
     if a.out:
         whole.save(a.out)
         say(f"wrote {a.out}")
-    if a.test:
+    if a.test in _SPLITS:
         tids, tname = _ids(a.test, vocab, "test")
         out["test"] = dict(whole.perplexity(tids), name=tname)
     if a.json:
@@ -276,6 +296,9 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--out", help="write the native model (.npz)")
     f.add_argument("--arpa", help="write the model as an ARPA file (kn and ml)")
     f.add_argument("--test", help="held-out text to report perplexity on")
+    f.add_argument("--trace", metavar="DIR",
+                   help="under mpiexec: write DIR/trace.json and DIR/timeline.png (every "
+                        "rank's messages and stages) and print the per-rank table")
     q = sub.add_parser("ppl", help="perplexity of a model on a text",
                        description="Perplexity of MODEL (.npz or ARPA) on TEST.")
     q.add_argument("model", help="native .npz model or ARPA file")
@@ -308,6 +331,8 @@ def main(argv=None) -> int:
             raise ConfigError("-n and --max-len must be at least 1")
         if a.cmd == "fit" and launched_ranks(os.environ)[0] > 1:
             return launch.run(fit_on_ranks, argv)
+        if a.cmd == "fit" and a.trace:
+            raise ConfigError("--trace shows messages between ranks: run under mpiexec -n P")
         return {"fit": cmd_fit, "ppl": cmd_ppl, "sample": cmd_sample}[a.cmd](a)
     except UserError as exc:
         if launch.launcher_rank() == 0:  # under mpiexec every rank found it: say it once

@@ -19,6 +19,7 @@ from minipar.data.word_keys import split_words, word_vocab_and_ids
 from minipar.core.ragged import ragged_gather
 from minipar.models.arpa_format import format_numbers
 from minipar.models.ngram_counts import count_ngrams, unique_inverse
+from minipar.models.ngram_lm import load_model
 from minipar.training.ngram_read import byte_range
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -107,16 +108,29 @@ def _fit(n, d, name, extra=()):
 
 
 def test_arpa_bytes_equal_on_1_to_4_ranks(corpus):
-    _fit(1, corpus, "p1.arpa", ["--json", "--test", str(corpus / "test.txt")])
+    """The ARPA file, and the test perplexity of the sharded model, equal one process's."""
+    ref = json.loads(_fit(1, corpus, "p1.arpa", ["--json", "--test",
+                                                   str(corpus / "test.txt")]).stdout)
     one = (corpus / "p1.arpa").read_bytes()
     text = (corpus / "train.txt").read_bytes()
     cuts = [r * len(text) // n for n in (2, 3, 4) for r in range(1, n)]
     assert any(text[c - 1:c] != b"\n" for c in cuts)  # some even cuts fall inside a line
     for n in (2, 3, 4):
-        out = _fit(n, corpus, f"p{n}.arpa", ["--json", "--test", str(corpus / "test.txt")])
+        out = json.loads(_fit(n, corpus, f"p{n}.arpa",
+                              ["--json", "--test", str(corpus / "test.txt")]).stdout)
         assert (corpus / f"p{n}.arpa").read_bytes() == one, n
         assert not list(corpus.glob("*.tmp*"))
-        assert '"ranks": %d' % n in out.stdout and '"ppl"' in out.stdout
+        assert out["ranks"] == n and out["test"] == ref["test"]  # every float equal
+
+
+def test_native_model_from_ranks_scores_like_one_process(corpus):
+    _fit(1, corpus, "o1.arpa", ["--out", str(corpus / "o1.npz")])
+    _fit(3, corpus, "o3.arpa", ["--out", str(corpus / "o3.npz")])
+    test = normalize_text((corpus / "test.txt").read_text(encoding="utf-8"))
+    a, b = load_model(corpus / "o1.npz"), load_model(corpus / "o3.npz")
+    assert a.vocab == b.vocab
+    ids = a.vocab.encode(test, normalized=True)
+    assert np.array_equal(a.log10probs(ids), b.log10probs(ids))
 
 
 def test_counts_of_a_rank_range_add_up(corpus):
@@ -171,3 +185,20 @@ def test_bench_ngram_ranks_reports_stages_and_identical_files():
         assert r["seconds"] > 0 and r["peak_rss_mb"] > 0 and r["tokens"] > 20000
         assert set(r["stages"]) >= {"read", "vocab", "count", "estimate", "write"}
     assert "exchange" in out["runs"][1]["stages"]
+
+
+def test_trace_writes_the_timeline_and_keeps_json_clean(tmp_path, corpus):
+    out = run_mpi(2, ["-m", "minipar.ngram", "fit", str(corpus / "train.txt"), "--order", "3",
+                      "--arpa", str(tmp_path / "m.arpa"), "--trace", str(tmp_path / "tr"),
+                      "--json", "--quiet"], timeout=120)
+    d = json.loads(out.stdout)
+    assert set(d["stages_per_rank"][1]) >= {"read", "vocab", "count", "exchange", "estimate"}
+    assert (tmp_path / "tr" / "timeline.png").stat().st_size > 0
+    trace = json.loads((tmp_path / "tr" / "trace.json").read_text())
+    names = {e.get("name") for e in trace["traceEvents"]} if isinstance(trace, dict) else {
+        e.get("name") for e in trace}
+    assert {"words", "count", "estimate"} <= names
+    alone = subprocess.run([sys.executable, "-m", "minipar.ngram", "fit",
+                            str(corpus / "train.txt"), "--trace", str(tmp_path / "x")],
+                           capture_output=True, text=True, timeout=60)
+    assert alone.returncode == 2 and "mpiexec" in alone.stderr and "Traceback" not in alone.stderr

@@ -163,7 +163,7 @@ class DistributedKN:
         V, N = len(uni), len(owned) + 1
         self.V, self.order, self.cuts = V, N, cuts
         self.grams = [np.arange(V, dtype=np.int32)[:, None]] + [r for r, _, _ in owned]
-        index = GramIndex(self.grams, V, [None] + [p for _, _, p in owned])
+        self.index = index = GramIndex(self.grams, V, [None] + [p for _, _, p in owned])
         a = [None] * N
         a[N - 1] = owned[-1][1] if N > 1 else uni.copy()
         routes = [None] * (N + 1)  # routes[k]: suffixes of the k-grams, k >= 3
@@ -206,8 +206,9 @@ class DistributedKN:
             else:
                 with comm.phase(f"suffix p {k - 1}-grams"):
                     p_sfx = routes[k].answer(comm, p)
-            p, bo = kn_order(a[k - 1], self.discounts[k - 1], index.parent[k - 1],
-                             index.sizes[k - 2], p_sfx)
+            with comm.tracer.compute("estimate"):
+                p, bo = kn_order(a[k - 1], self.discounts[k - 1], index.parent[k - 1],
+                                 index.sizes[k - 2], p_sfx)
             self.logbo.append(bo)
             self.logp.append(_log10(p))
         self.logbo.append(np.zeros(len(self.grams[-1])))
@@ -232,7 +233,8 @@ def write_arpa_ranks(comm, path, tokens, model: DistributedKN, bos: int, progres
     every section (one allgather), so each rank then streams its lines a chunk at a time."""
     N, fmt = model.order, LineFormatter(tokens)
     parts = [_part(model, k, comm.rank, bos) for k in range(1, N + 1)]
-    mine = np.array([fmt.size(r, lp, bo) for r, lp, bo in parts], dtype=np.int64)
+    with comm.tracer.compute("sizes"):
+        mine = np.array([fmt.size(r, lp, bo) for r, lp, bo in parts], dtype=np.int64)
     with comm.phase("ARPA offsets"):
         nbytes = comm.allgather(mine, np.empty((comm.size, N), dtype=np.int64))
         grams = comm.allreduce(np.array([len(p[0]) for p in parts], np.int64))
@@ -260,11 +262,12 @@ def write_arpa_ranks(comm, path, tokens, model: DistributedKN, bos: int, progres
             if comm.rank == 0:
                 error = error or _pwrite(fd, titles[k - 1], at, path)
             at += len(titles[k - 1]) + int(nbytes[:comm.rank, k - 1].sum())
-            for i in range(0, len(rows), _CHUNK):
-                chunk = fmt.lines(rows[i:i + _CHUNK], lp[i:i + _CHUNK],
-                                  None if bo is None else bo[i:i + _CHUNK])
-                error = error or _pwrite(fd, chunk, at, path)
-                at += len(chunk)
+            with comm.tracer.compute(f"write {k}-grams"):
+                for i in range(0, len(rows), _CHUNK):
+                    chunk = fmt.lines(rows[i:i + _CHUNK], lp[i:i + _CHUNK],
+                                      None if bo is None else bo[i:i + _CHUNK])
+                    error = error or _pwrite(fd, chunk, at, path)
+                    at += len(chunk)
         if comm.rank == 0:
             error = error or _pwrite(fd, ARPA_END, int(starts[-1]), path)
     finally:

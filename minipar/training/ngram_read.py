@@ -74,7 +74,8 @@ def read_lines_range(comm, path: str, lower: bool, what: str = "training"):
         raise DataError(errors[0])
     if start == 0 and raw.startswith(b"\xef\xbb\xbf"):  # a byte-order mark is not text
         raw = raw[3:]
-    text = normalize_bytes(raw, lower)
+    with comm.tracer.compute("normalise"):
+        text = normalize_bytes(raw, lower)
     if not comm.allreduce(np.array([len(text)], np.int64))[0]:
         raise DataError(f"{path}: {what} file has no text (only whitespace)")
     return text, os.path.getsize(path)
@@ -86,9 +87,11 @@ def parallel_word_vocab(comm, text: bytes, lower: bool = False, min_count: int =
     (``text``: this rank's normalised UTF-8 bytes). Rank 0 merges the ranks' distinct words
     (``gather_obj``) and broadcasts the vocabulary and the id of every merged key, so the
     merge is done once, not once per rank."""
-    words = split_words(text)
+    with comm.tracer.compute("words"):
+        words = split_words(text)
     parts = comm.gather_obj((words.distinct, words.counts, words.strings(), words.collision))
-    reply = _merge(parts, lower, min_count, max_size, name) if comm.rank == 0 else None
+    with comm.tracer.compute("vocabulary"):
+        reply = _merge(parts, lower, min_count, max_size, name) if comm.rank == 0 else None
     reply = comm.bcast_obj(reply)
     if isinstance(reply[0], str):
         raise (DataError if reply[0] == "DataError" else RuntimeError)(reply[1])
