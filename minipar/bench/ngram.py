@@ -31,7 +31,8 @@ import time
 
 from minipar.data.corpus import read_text
 from minipar.data.synthetic import MarkovSource
-from minipar.data.tokenize import Vocab, normalize_text
+from minipar.data.fast_text import normalize_bytes
+from minipar.data.word_keys import word_vocab_and_ids
 from minipar.core.errors import UserError
 from minipar.models.ngram_lm import NGramModel
 from minipar.models.ngram_counts import count_ngrams
@@ -61,9 +62,8 @@ def run_speed(a) -> dict:
         text, source = read_text(a.data), a.data
     else:
         text, source = stdlib_text(a.words)
-    text = normalize_text(text)
-    vocab = Vocab.build(text, "word", name=source)
-    ids = vocab.encode(text, normalized=True)
+    data = normalize_bytes(text.encode("utf-8"))
+    vocab, ids = word_vocab_and_ids(data, name=source)  # as python -m minipar.ngram fit
     prep = time.perf_counter() - t0
     count_s, smooth_s = [], []
     for _ in range(a.repeat):
