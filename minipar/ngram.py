@@ -33,7 +33,7 @@ from minipar.data.fast_text import read_normalized
 from minipar.data.tokenize import Vocab
 from minipar.data.word_keys import word_vocab_and_ids
 from minipar.core.errors import ConfigError, UserError
-from minipar.models.ngram_lm import SMOOTHINGS, NGramModel, load_model
+from minipar.models.ngram_lm import SMOOTHINGS, NGramModel, load_model, summary_line
 from minipar.models.ngram_counts import count_ngrams
 from minipar.training.ngram_distributed import (DistributedKN, choose_cuts, shuffle_counts,
                                                 write_arpa_ranks)
@@ -175,10 +175,7 @@ def fit_file_on_ranks(comm, a, say) -> int:
     launch.agree(comm, check_top_order, sizes, a.order)
     model = DistributedKN(comm, owned, uni, cuts, bos)  # compute and messages: not one span
     say.stage("estimate")
-    name = (f"{a.order}-gram kn, word vocabulary {V:,}, n-grams "
-            + " ".join(f"{k + 1}:{n:,}" for k, n in enumerate(sizes)) + "; discounts "
-            + " ".join(f"{k + 1}:[{' '.join(f'{d:.4f}' for d in D)}]"
-                       for k, D in enumerate(model.discounts)))
+    name = summary_line(a.order, "kn", "word", V, sizes, model.discounts)
     say("smoothed: " + name)
     for w in model.warnings if comm.rank == 0 else []:
         print(f"minipar: warning: {w}", file=sys.stderr)
@@ -190,8 +187,6 @@ def fit_file_on_ranks(comm, a, say) -> int:
            "order": a.order, "smoothing": "kn", "vocab": V, "ngrams": sizes,
            "discounts": model.discounts, "warnings": model.warnings, "ranks": comm.size,
            "stages": say.stages, "peak_mb": say.peak_mb}
-    out["stages_per_rank"] = comm.gather_obj(say.stages)
-    out["peak_mb_per_rank"] = comm.gather_obj(say.peak_mb)
     if a.test and a.test not in _SPLITS:  # scored by the sharded model, no rank holds it all
         test, _ = launch.agree(comm, read_lines_range, comm, a.test, a.lower, "test")
         tids = vocab.encode(test.decode("utf-8"), normalized=True)
@@ -199,6 +194,8 @@ def fit_file_on_ranks(comm, a, say) -> int:
         if comm.rank == 0:
             out["test"] = dict(r, name=a.test)
         say.stage("test")
+    out["stages_per_rank"] = comm.gather_obj(say.stages)
+    out["peak_mb_per_rank"] = comm.gather_obj(say.peak_mb)
     whole = None
     if a.out or a.test in _SPLITS:  # the same on every rank: a collective follows
         parts = [(model.grams[0], uni) if comm.rank == 0 else

@@ -39,7 +39,7 @@ from minipar.models.ngram_counts import NGramCounts, count_ngrams, sentence_stre
 from minipar.models.ngram_index import (GramIndex, addk_score, backoff_score, history_matrix,
                                         stupid_score)
 
-__all__ = ["NGramModel", "load_model", "SMOOTHINGS"]
+__all__ = ["NGramModel", "load_model", "summary_line", "SMOOTHINGS"]
 
 SMOOTHINGS = ("kn", "ml", "addk", "stupid")
 _FORMAT = "minipar-ngram-1"
@@ -267,13 +267,18 @@ class NGramModel:
                    bos=self.vocab.bos_id, char_level=self.vocab.kind == "char", progress=progress)
 
     def summary(self) -> str:
-        sizes = " ".join(f"{k + 1}:{len(g):,}" for k, g in enumerate(self.grams))
-        text = (f"{self.order}-gram {self.smoothing}, {self.vocab.kind} vocabulary "
-                f"{len(self.vocab):,}, n-grams {sizes}")
-        if self.discounts:
-            shown = [" ".join(f"{d:.4f}" for d in D) for D in self.discounts]
-            text += "; discounts " + " ".join(f"{k + 1}:[{d}]" for k, d in enumerate(shown))
-        return text
+        return summary_line(self.order, self.smoothing, self.vocab.kind, len(self.vocab),
+                            [len(g) for g in self.grams], self.discounts)
+
+
+def summary_line(order: int, smoothing: str, kind: str, V: int, sizes, discounts) -> str:
+    """``5-gram kn, word vocabulary 1,234, n-grams 1:.. 2:..; discounts 1:[..] ..``."""
+    shown = " ".join(f"{k + 1}:{n:,}" for k, n in enumerate(sizes))
+    text = f"{order}-gram {smoothing}, {kind} vocabulary {V:,}, n-grams {shown}"
+    if discounts:
+        ds = [" ".join(f"{d:.4f}" for d in D) for D in discounts]
+        text += "; discounts " + " ".join(f"{k + 1}:[{d}]" for k, d in enumerate(ds))
+    return text
 
 
 def load_model(path, tokens: str | None = None, lower: bool = False) -> NGramModel:

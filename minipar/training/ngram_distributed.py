@@ -36,7 +36,8 @@ from minipar.models.kneser_ney import discounts_from_t, kn_order, kn_unigrams
 from minipar.models.ngram_counts import unique_inverse
 from minipar.models.ngram_index import GramIndex
 
-__all__ = ["choose_cuts", "range_owner", "shuffle_counts", "DistributedKN", "write_arpa_ranks"]
+__all__ = ["choose_cuts", "range_owner", "shuffle_counts", "alltoallv_rows", "DistributedKN",
+           "write_arpa_ranks"]
 
 _CHUNK = 1 << 14  # lines formatted at once: their index arrays stay in the cache
 
@@ -83,7 +84,7 @@ def shuffle_counts(comm, local, cuts: np.ndarray, V: int):
         packed = np.stack([first, rows[:, -1].astype(np.int64), cnt], axis=1)[order]
         with comm.phase(f"shuffle {k}-grams"):
             recv_n = comm.alltoall(send_n, np.empty(P, dtype=np.int64))
-            got = _alltoallv(comm, packed, send_n, recv_n, 3, np.int64)
+            got = alltoallv_rows(comm, packed, send_n, recv_n, 3, np.int64)
         with comm.tracer.compute("merge"):
             off = np.cumsum(recv_n) - recv_n
             if k == 2:
@@ -103,7 +104,8 @@ def shuffle_counts(comm, local, cuts: np.ndarray, V: int):
     return out
 
 
-def _alltoallv(comm, send, send_n, recv_n, width: int, dtype):
+def alltoallv_rows(comm, send, send_n, recv_n, width: int, dtype):
+    """Rows of ``width`` values, ``send_n[r]`` of them to rank r; the rows received."""
     got = np.empty((int(recv_n.sum()), width), dtype=dtype)
     comm.alltoallv(np.ascontiguousarray(send).reshape(-1), send_n * width, got.reshape(-1),
                    recv_n * width)
@@ -135,7 +137,7 @@ class _Route:
         self.order, self.send_n, self.pos = _block_positions(self.dest, P)
         self.recv_n = comm.alltoall(self.send_n, np.empty(P, dtype=np.int64))
         packed = np.stack([head, uniq % V, n_up], axis=1)[self.order]
-        got = _alltoallv(comm, packed, self.send_n, self.recv_n, 3, np.int64)
+        got = alltoallv_rows(comm, packed, self.send_n, self.recv_n, 3, np.int64)
         self.recv_off = np.cumsum(self.recv_n) - self.recv_n
         if prev is None:
             prefix = got[:, 0]
@@ -149,7 +151,7 @@ class _Route:
 
     def answer(self, comm, values: np.ndarray) -> np.ndarray:
         """values[rank of each received suffix] sent back; returns the value of each up-row."""
-        back = _alltoallv(comm, values[self.rank][:, None], self.recv_n, self.send_n, 1,
+        back = alltoallv_rows(comm, values[self.rank][:, None], self.recv_n, self.send_n, 1,
                           values.dtype)[:, 0]
         per_sfx = np.empty(len(back), dtype=values.dtype)
         per_sfx[self.order] = back

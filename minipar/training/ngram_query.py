@@ -21,7 +21,7 @@ import numpy as np
 
 from minipar.models.ngram_counts import sentence_stream
 from minipar.models.ngram_index import history_matrix
-from minipar.training.ngram_distributed import _alltoallv, range_owner
+from minipar.training.ngram_distributed import alltoallv_rows, range_owner
 
 __all__ = ["sharded_log10probs", "sharded_perplexity"]
 
@@ -34,13 +34,13 @@ def _lookup(comm, model, index, rows: np.ndarray, k: int):
     order = np.argsort(dest, kind="stable")
     send_n = np.bincount(dest, minlength=comm.size).astype(np.int64)
     recv_n = comm.alltoall(send_n, np.empty(comm.size, dtype=np.int64))
-    got = _alltoallv(comm, rows[q[order]].astype(np.int64), send_n, recv_n, k, np.int64)
+    got = alltoallv_rows(comm, rows[q[order]].astype(np.int64), send_n, recv_n, k, np.int64)
     rank = index.lookup(got)
     found = rank >= 0
     vals = np.full((len(got), 2), np.nan)
     vals[found, 0] = model.logp[k - 1][rank[found]]
     vals[found, 1] = model.logbo[k - 1][rank[found]]
-    back = _alltoallv(comm, vals, recv_n, send_n, 2, np.float64)
+    back = alltoallv_rows(comm, vals, recv_n, send_n, 2, np.float64)
     out = np.full((len(rows), 2), np.nan)
     out[q[order]] = back
     return out
