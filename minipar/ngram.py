@@ -28,7 +28,7 @@ import numpy as np
 
 from minipar.comm import launch
 from minipar.comm.world import launched_ranks
-from minipar.data.corpus import load_text_lines, split_lines
+from minipar.data.corpus import check_file, load_text_lines, split_lines
 from minipar.data.fast_text import read_normalized
 from minipar.data.tokenize import Vocab
 from minipar.data.word_keys import word_vocab_and_ids
@@ -319,11 +319,29 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_outputs(*paths) -> None:
+    """Refuse, before any work, an output file whose folder is missing or not writable."""
+    for path in paths:
+        if not path:
+            continue
+        folder = os.path.dirname(os.path.abspath(path))
+        if os.path.isdir(path):
+            raise ConfigError(f"{path}: is a directory; give a file name to write")
+        if not os.path.isdir(folder):
+            raise ConfigError(f"{path}: the folder {folder} does not exist")
+        if not os.access(folder, os.W_OK):
+            raise ConfigError(f"{path}: the folder {folder} is not writable")
+
+
 def main(argv=None) -> int:
     a = _parser().parse_args(argv)
     try:
         if a.cmd == "fit" and a.order < 1:
             raise ConfigError(f"--order must be at least 1, got {a.order}")
+        if a.cmd == "fit":
+            _check_outputs(a.out, a.arpa)
+            if a.test and not a.test.startswith("builtin"):
+                check_file(a.test, "test")  # before the work, not after it
         if a.cmd == "sample" and (a.n < 1 or a.max_len < 1):
             raise ConfigError("-n and --max-len must be at least 1")
         if a.cmd == "fit" and launched_ranks(os.environ)[0] > 1:

@@ -202,3 +202,17 @@ def test_trace_writes_the_timeline_and_keeps_json_clean(tmp_path, corpus):
                             str(corpus / "train.txt"), "--trace", str(tmp_path / "x")],
                            capture_output=True, text=True, timeout=60)
     assert alone.returncode == 2 and "mpiexec" in alone.stderr and "Traceback" not in alone.stderr
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--arpa", "/nonexistent-folder/m.arpa"], "does not exist"),
+    (["--out", "/nonexistent-folder/m.npz"], "does not exist"),
+    (["--test", "/nonexistent-folder/t.txt"], "test file not found"),
+])
+def test_bad_outputs_are_refused_before_any_work(tmp_path, extra, message):
+    (tmp_path / "t.txt").write_text("a b c\nb c d\n")
+    args = ["-m", "minipar.ngram", "fit", str(tmp_path / "t.txt"), "--order", "2", *extra]
+    for n in (1, 2):
+        proc = run_mpi(n, args, timeout=60, check=False)
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], proc.stderr

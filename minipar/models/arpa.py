@@ -63,7 +63,7 @@ def write_arpa(path, tokens, grams, logp, logbo, bos: int = 1, char_level: bool 
     try:
         # a second thread writes each chunk while the next is formatted (write releases
         # the GIL): the copy into the page cache runs beside the formatting
-        with open(tmp, "wb", buffering=0) as f, ThreadPoolExecutor(1) as writer:
+        with open(tmp, "wb") as f, ThreadPoolExecutor(1) as writer:
             pending = writer.submit(f.write, arpa_header([len(g) for g in grams]))
             for k, chunk in arpa_sections(LineFormatter(names), grams, logp, logbo, bos):
                 if progress and chunk is None:
@@ -74,6 +74,8 @@ def write_arpa(path, tokens, grams, logp, logbo, bos: int = 1, char_level: bool 
             pending.result()
             f.write(ARPA_END)
         os.replace(tmp, path)
+    except OSError as exc:  # a full disk, a folder gone: one line, no half-written file
+        raise DataError(f"{path}: cannot write ({exc.strerror})") from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

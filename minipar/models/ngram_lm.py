@@ -231,9 +231,14 @@ class NGramModel:
             else:
                 arrays[f"counts{i + 1}"] = self.counts[i]
         tmp = f"{os.fspath(path)}.tmp{os.getpid()}"
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+            os.replace(tmp, path)
+        except OSError as exc:  # one line, and no half-written file left behind
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise DataError(f"{path}: cannot write ({exc.strerror})") from None
 
     @classmethod
     def load(cls, path) -> "NGramModel":

@@ -294,9 +294,12 @@ def _part(model: DistributedKN, k: int, rank: int, bos: int):
 
 
 def _pwrite(fd: int, data: bytes, at: int, path) -> str:
-    """Write ``data`` at offset ``at``; "" or the error message."""
+    """Write all of ``data`` at offset ``at`` (pwrite may write less); "" or the error."""
+    view = memoryview(data)
     try:
-        os.pwrite(fd, data, at)
+        while view:
+            n = os.pwrite(fd, view, at)
+            view, at = view[n:], at + n
     except OSError as exc:
         return f"{path}: cannot write ({exc.strerror})"
     return ""
