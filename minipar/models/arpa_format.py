@@ -43,14 +43,10 @@ def format_numbers(values: np.ndarray, decimals: int = DECIMALS, lead: int = 0):
     width made even so that the fraction, which ends the row, is written two digits at a time
     through a 16-bit view. Integral values are written without the point and the zeros.
     ``lead`` spare columns on the left and one on the right leave room for separators."""
-    v = np.where(np.isfinite(values), values, LOG0).astype(np.float64)
-    scale = 10 ** decimals
-    q = np.rint(np.abs(v) * scale).astype(np.int64)
-    ip, fp = np.divmod(q, scale)
-    nint = max(1, len(str(int(ip.max())))) if len(ip) else 1
+    ip, fp, nint, digits, neg = _parts(values, decimals)
     point = 1 + lead + nint + (decimals + nint + lead) % 2  # the point; the fraction ends
     width = point + 1 + decimals                           # at an even column
-    m = np.empty((len(v), width + 2), dtype=np.uint8)  # + 2: even, and room for a separator
+    m = np.empty((len(ip), width + 2), dtype=np.uint8)  # + 2: even, and room for a separator
     x = ip
     for c in range(point - 1, point - 1 - nint, -1):
         x, d = np.divmod(x, 10)
@@ -62,11 +58,7 @@ def format_numbers(values: np.ndarray, decimals: int = DECIMALS, lead: int = 0):
         m16[:, c] = _PAIRS[g]
     if decimals % 2:
         m[:, point + 1] = x + _ZERO
-    digits = np.ones(len(v), dtype=np.int64)  # integer digits used (0 has one)
-    for p in range(1, nint):
-        digits += ip >= 10 ** p
     first = point - digits
-    neg = (v < 0) & (q > 0)
     m[np.flatnonzero(neg), first[neg] - 1] = _MINUS
     start = first - neg
     return m, start, np.where(fp > 0, width, point) - start
@@ -74,13 +66,21 @@ def format_numbers(values: np.ndarray, decimals: int = DECIMALS, lead: int = 0):
 
 def number_lengths(values: np.ndarray, decimals: int = DECIMALS) -> np.ndarray:
     """The length of each number as ``format_numbers`` writes it, without writing it."""
+    _, fp, _, digits, neg = _parts(values, decimals)
+    return neg + digits + np.where(fp > 0, 1 + decimals, 0)
+
+
+def _parts(values: np.ndarray, decimals: int):
+    """(integer part, fraction as an integer, widest integer part's digits, each one's
+    digits, negative) of the numbers as written: q = round(|x| 10^D), -inf as -99."""
     v = np.where(np.isfinite(values), values, LOG0).astype(np.float64)
     q = np.rint(np.abs(v) * 10 ** decimals).astype(np.int64)
     ip, fp = np.divmod(q, 10 ** decimals)
-    digits = np.ones(len(v), dtype=np.int64)
-    for p in range(1, len(str(int(ip.max()))) if len(ip) else 1):
+    nint = max(1, len(str(int(ip.max())))) if len(ip) else 1
+    digits = np.ones(len(v), dtype=np.int64)  # integer digits used (0 has one)
+    for p in range(1, nint):
         digits += ip >= 10 ** p
-    return ((v < 0) & (q > 0)) + digits + np.where(fp > 0, 1 + decimals, 0)
+    return ip, fp, nint, digits, (v < 0) & (q > 0)
 
 
 class LineFormatter:

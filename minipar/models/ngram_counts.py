@@ -119,10 +119,7 @@ def count_ngrams(ids, order: int, bos: int = BOS, eos: int = EOS) -> NGramCounts
         # for runs of equal prefixes: a stable sort (a merge of runs) is 3-5x faster there
         perm = _sort_perm(key) if k == 2 else np.argsort(key, kind="stable")
         sk = key[perm]
-        new = np.empty(len(sk), dtype=bool)
-        new[:1] = True
-        np.not_equal(sk[1:], sk[:-1], out=new[1:])
-        starts = np.flatnonzero(new)
+        new, starts = _runs(sk)
         uniq, cnt = sk[starts], np.diff(np.append(starts, len(sk)))
         pos, room, rank = pos[perm], room[perm], np.cumsum(new) - 1
         rows = np.empty((len(uniq), k), dtype=np.int32)
@@ -147,25 +144,25 @@ def _sort_perm(key: np.ndarray) -> np.ndarray:
     return packed & ((1 << b) - 1)
 
 
-def unique_inverse(key: np.ndarray):
-    """``np.unique(key, return_inverse=True, return_counts=True)`` for keys >= 0, faster.
-
-    When key and position fit together in 63 bits, (key << b) | position is sorted with a
-    plain sort (no argsort, about twice as fast here): the high bits give the sorted keys,
-    the low bits the permutation."""
-    n = len(key)
-    b = max(n - 1, 1).bit_length()
-    if n == 0 or int(key.min()) < 0 or int(key.max()).bit_length() + b > 63:
-        return np.unique(key, return_inverse=True, return_counts=True)
-    packed = (key.astype(np.int64) << b) | np.arange(n, dtype=np.int64)
-    packed.sort()
-    sk = packed >> b
-    new = np.empty(n, dtype=bool)
-    new[0] = True
+def _runs(sk: np.ndarray):
+    """(new, starts) of a sorted array: new[i] when sk[i] starts a run of equal values."""
+    new = np.empty(len(sk), dtype=bool)
+    new[:1] = True
     np.not_equal(sk[1:], sk[:-1], out=new[1:])
-    starts = np.flatnonzero(new)
+    return new, np.flatnonzero(new)
+
+
+def unique_inverse(key: np.ndarray):
+    """``np.unique(key, return_inverse=True, return_counts=True)`` for keys >= 0, faster
+    (``_sort_perm``'s plain sort of packed keys)."""
+    n = len(key)
+    if n == 0 or int(key.min()) < 0:
+        return np.unique(key, return_inverse=True, return_counts=True)
+    perm = _sort_perm(key)
+    sk = key[perm]
+    new, starts = _runs(sk)
     inverse = np.empty(n, dtype=np.int64)
-    inverse[packed & ((1 << b) - 1)] = np.cumsum(new) - 1
+    inverse[perm] = np.cumsum(new) - 1
     return sk[starts], inverse, np.diff(np.append(starts, n))
 
 
