@@ -39,6 +39,10 @@ def test_point_to_point_to_oneself(alone):
     r = comm.irecv(b, None, None)
     s = comm.isend(a * 3, 0, 9)
     assert comm.waitall([r, s]) == [(0, 9), None] and (b == a * 3).all()
+    r = comm.irecv(b, 0, 4)
+    assert not comm.testall([r])  # nothing sent yet: not finished, and no wait
+    s = comm.isend(a * 5, 0, 4)
+    assert comm.testall([r, s]) and (b == a * 5).all()
     with pytest.raises(RuntimeError, match="no matching send"):
         comm.recv(b, 0, 1)
     with pytest.raises(ValueError, match="one rank"):

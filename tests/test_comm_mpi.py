@@ -172,3 +172,25 @@ def test_stall_watchdog_ends_the_job():
 
 if __name__ == "__main__":
     sys.exit(worker(sys.argv[1]))
+
+
+@pytest.mark.mpi
+def test_overlapped_ring_moves_during_the_backward_pass(tmp_path):
+    """--overlap with the hand-written ring: a bucket's messages are posted and finished
+    inside the backward span of the same step; --trace-steps keeps just steps 2-3."""
+    out = tmp_path / "run"
+    run_mpi(2, ["-m", "minipar.train", "--layers", "2", "--embed", "16", "--hidden", "64",
+                "--batch-size", "8", "--seq-len", "32", "--steps", "3", "--max-chars", "20000",
+                "--bucket-kb", "16", "--overlap", "--trace", "--trace-steps", "2-3", "--quiet",
+                "--sample-chars", "0", "--out", str(out)], timeout=120)
+    spans = [e for e in json.loads((out / "trace.json").read_text())["traceEvents"]
+             if e["ph"] == "X"]
+    assert {e["args"]["step"] for e in spans} == {2, 3}
+    for rank in (0, 1):
+        for step in (2, 3):
+            mine = [e for e in spans if e["pid"] == rank and e["args"]["step"] == step]
+            back = next(e for e in mine if e["name"] == "backward")
+            ring = [e for e in mine if e["name"] in ("isend", "irecv")]
+            inside = [e for e in ring if back["ts"] < e["ts"] < back["ts"] + back["dur"]]
+            assert inside, f"rank {rank} step {step}: no ring message during backward"
+            assert all(e["args"]["phase"] == "sync" for e in ring)

@@ -1,7 +1,8 @@
 """K ranks with gradient allreduce equal one process on the same global batch (float64).
 
-For every allreduce algorithm and every shard policy, uneven data included (a rank with half
-the rows of another), the final parameters after a few Adam steps match the one-process run
+For every allreduce algorithm, with and without overlap (buckets that leave during the
+backward pass), and every shard policy, uneven data included (a rank with half the rows of
+another), the final parameters after a few Adam steps match the one-process run
 to 1e-10 relative. One mpiexec launch per K runs all configurations of that K.
 """
 
@@ -25,8 +26,11 @@ def configs(k):
              for s, p in (("contiguous", "uneven"), ("strided", "drop"), ("contiguous", "pad"))]
     runs += [LSTM + ["--shard", "weighted", "--shard-weights", ",".join(["2"] + ["1"] * (k - 1)),
                      "--allreduce", "rd"]]  # rank 0 holds twice the rows of the others
-    runs += [MLP + ["--sync", "ps"], LSTM + ["--overlap", "--allreduce", "mpi",
-                                             "--bucket-kb", "1"]]
+    runs += [MLP + ["--sync", "ps"]]
+    # overlap: small buckets, so several leave during backward and queue behind each other
+    runs += [LSTM + ["--layers", "2", "--overlap", "--allreduce", a, "--bucket-kb", "1"]
+             for a in ("mpi", "ring", "tree", "rd", "naive")]
+    runs += [MLP + ["--overlap", "--allreduce", "ring", "--bucket-kb", "1"]]
     return [BASE + r for r in runs]
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import threading
 from contextlib import contextmanager
 
+from minipar.autograd import pollers
 from minipar.core import backend
 
 from minipar.core.backend import xp
@@ -206,6 +207,8 @@ class Tensor:
                     old = t._node.out_grads[t._index]
                     t._node.out_grads[t._index] = g if old is None else old + g
             node.out_grads = [None] * len(node.out_meta)
+            if pollers.ACTIVE:  # communication in flight moves on between nodes
+                pollers.poll()
             if not retain_graph:
                 node.ctx = None
                 node.inputs = [None] * len(node.inputs)

@@ -13,6 +13,11 @@ Every rank ends with the same bits: each result is either computed on one rank a
 (naive, tree, ring) or computed by both partners of a pair from the same two operands, which
 IEEE addition turns into the same sum in either order (recursive doubling).
 
+Each algorithm is written once, as a generator of rounds (``comm/inflight.py``): it yields the
+messages of a round, and when resumed adds what arrived. The functions below run it to the
+end (``inflight.run``); :func:`start_allreduce` starts it without waiting, so it can move
+on while other work goes on.
+
 Tags: each algorithm has its own block of 1000 tags from 20000 up, and each step its own
 tag in the block, so every message of a collective says where it belongs. Keep user tags
 below 20000.
@@ -25,12 +30,14 @@ import threading
 
 import numpy as np
 
+from minipar.comm.inflight import InFlight, recv, run, send, sendrecv
 from minipar.core.errors import ConfigError
 from minipar.core.plugins import load_callable
 
 __all__ = ["allreduce_mpi", "allreduce_naive", "allreduce_tree", "allreduce_rd", "allreduce_ring",
            "broadcast_tree", "reduce_scatter_ring", "allgather_ring", "alltoall_pairwise",
-           "chunk_counts", "offsets", "ALLREDUCE", "get_allreduce"]
+           "chunk_counts", "offsets", "ALLREDUCE", "get_allreduce", "start_allreduce",
+           "ALLREDUCE_STEPS"]
 
 TAG_NAIVE, TAG_TREE, TAG_BCAST, TAG_RD, TAG_RS, TAG_AG, TAG_A2A = range(20000, 27000, 1000)
 
@@ -96,20 +103,24 @@ def allreduce_naive(comm, buf, root: int = 0):
     at a time. Messages: the root sends p-1 and receives p-1; every other rank one of each.
     """
     x = _flat(buf, "allreduce_naive")
-    p, r = comm.size, comm.rank
     with comm.collective("allreduce", "naive", x, root):
-        if r != root:
-            comm.send(x, root, _tag(TAG_NAIVE, 0), note="1/2 to root")
-            comm.recv(x, root, _tag(TAG_NAIVE, 1), note="2/2 from root")
-            return buf
-        tmp = _scratch(x.size, x.dtype)
-        others = [q for q in range(p) if q != root]
-        for i, src in enumerate(others):
-            comm.recv(tmp, src, _tag(TAG_NAIVE, 0), note=f"{i + 1}/{p - 1} gather")
-            np.add(x, tmp, out=x)
-        for i, dst in enumerate(others):
-            comm.send(x, dst, _tag(TAG_NAIVE, 1), note=f"{i + 1}/{p - 1} scatter back")
+        run(comm, _naive_steps(comm, x, _scratch, root))
     return buf
+
+
+def _naive_steps(comm, x, scratch, root=0):
+    p, r = comm.size, comm.rank
+    if r != root:
+        yield send(x, root, _tag(TAG_NAIVE, 0), "1/2 to root")
+        yield recv(x, root, _tag(TAG_NAIVE, 1), "2/2 from root")
+        return
+    tmp = scratch(x.size, x.dtype)
+    others = [q for q in range(p) if q != root]
+    for i, src in enumerate(others):
+        yield recv(tmp, src, _tag(TAG_NAIVE, 0), f"{i + 1}/{p - 1} gather")
+        np.add(x, tmp, out=x)
+    for i, dst in enumerate(others):
+        yield send(x, dst, _tag(TAG_NAIVE, 1), f"{i + 1}/{p - 1} scatter back")
 
 
 def allreduce_tree(comm, buf):
@@ -122,22 +133,26 @@ def allreduce_tree(comm, buf):
     """
     x = _flat(buf, "allreduce_tree")
     with comm.collective("allreduce", "tree", x, 0):
-        _tree_reduce(comm, x, 0)
-        _tree_bcast(comm, x, 0, TAG_TREE + 500, "broadcast")
+        run(comm, _tree_steps(comm, x, _scratch))
     return buf
 
 
-def _tree_reduce(comm, x, root):
+def _tree_steps(comm, x, scratch):
+    yield from _tree_reduce(comm, x, 0, scratch)
+    yield from _tree_bcast(comm, x, 0, TAG_TREE + 500, "broadcast")
+
+
+def _tree_reduce(comm, x, root, scratch):
     p, v = comm.size, (comm.rank - root) % comm.size
     total, tmp, mask, k = _levels(p), None, 1, 0
     while mask < p:
         if v & mask:  # my subtree is complete: hand it to my parent and stop
-            comm.send(x, (v - mask + root) % p, _tag(TAG_TREE, k), note=f"{k + 1}/{total} reduce")
+            yield send(x, (v - mask + root) % p, _tag(TAG_TREE, k), f"{k + 1}/{total} reduce")
             return
         if v + mask < p:
             if tmp is None:
-                tmp = _scratch(x.size, x.dtype)
-            comm.recv(tmp, (v + mask + root) % p, _tag(TAG_TREE, k), note=f"{k + 1}/{total} reduce")
+                tmp = scratch(x.size, x.dtype)
+            yield recv(tmp, (v + mask + root) % p, _tag(TAG_TREE, k), f"{k + 1}/{total} reduce")
             np.add(x, tmp, out=x)
         mask, k = mask << 1, k + 1
 
@@ -148,14 +163,14 @@ def _tree_bcast(comm, x, root, tagbase, label):
     while mask < p:  # receive once, from the parent: v with its lowest set bit cleared
         if v & mask:
             k = mask.bit_length() - 1
-            comm.recv(x, (v - mask + root) % p, _tag(tagbase, k), note=f"{k + 1}/{total} {label}")
+            yield recv(x, (v - mask + root) % p, _tag(tagbase, k), f"{k + 1}/{total} {label}")
             break
         mask <<= 1
     mask >>= 1
     while mask > 0:  # then send to each child, farthest subtree first
         if v + mask < p:
             k = mask.bit_length() - 1
-            comm.send(x, (v + mask + root) % p, _tag(tagbase, k), note=f"{k + 1}/{total} {label}")
+            yield send(x, (v + mask + root) % p, _tag(tagbase, k), f"{k + 1}/{total} {label}")
         mask >>= 1
 
 
@@ -166,7 +181,7 @@ def broadcast_tree(comm, buf, root: int = 0):
     """
     x = _flat(buf, "broadcast_tree")
     with comm.collective("broadcast", "tree", x, root):
-        _tree_bcast(comm, x, root, TAG_BCAST, "broadcast")
+        run(comm, _tree_bcast(comm, x, root, TAG_BCAST, "broadcast"))
     return buf
 
 
@@ -181,31 +196,35 @@ def allreduce_rd(comm, buf):
     odd ranks below ``2*rem`` send ``log2(p2) + 1``; the rest ``log2(p2)``.
     """
     x = _flat(buf, "allreduce_rd")
+    with comm.collective("allreduce", "rd", x):
+        run(comm, _rd_steps(comm, x, _scratch))
+    return buf
+
+
+def _rd_steps(comm, x, scratch):
     p, r = comm.size, comm.rank
     p2 = 1 << (p.bit_length() - 1)
     rem, rounds = p - p2, p2.bit_length() - 1
-    with comm.collective("allreduce", "rd", x):
-        tmp = _scratch(x.size, x.dtype)
-        if r < 2 * rem and r % 2 == 0:
-            comm.send(x, r + 1, _tag(TAG_RD, 0), note="fix-up in")
-            comm.recv(x, r + 1, _tag(TAG_RD, rounds + 1), note="fix-up out")
-            return buf
-        if r < 2 * rem:
-            comm.recv(tmp, r - 1, _tag(TAG_RD, 0), note="fix-up in")
+    tmp = scratch(x.size, x.dtype)
+    if r < 2 * rem and r % 2 == 0:
+        yield send(x, r + 1, _tag(TAG_RD, 0), "fix-up in")
+        yield recv(x, r + 1, _tag(TAG_RD, rounds + 1), "fix-up out")
+        return
+    if r < 2 * rem:
+        yield recv(tmp, r - 1, _tag(TAG_RD, 0), "fix-up in")
+        np.add(tmp, x, out=x)
+    me = r // 2 if r < 2 * rem else r - rem  # rank among the p2 that take part
+    for k in range(rounds):
+        other = me ^ (1 << k)
+        peer = 2 * other + 1 if other < rem else other + rem
+        yield sendrecv(x, peer, tmp, peer, _tag(TAG_RD, k + 1), f"{k + 1}/{rounds}")
+        # Lower rank's operand first on both sides, so the pair computes the same bits.
+        if peer < r:
             np.add(tmp, x, out=x)
-        me = r // 2 if r < 2 * rem else r - rem  # rank among the p2 that take part
-        for k in range(rounds):
-            other = me ^ (1 << k)
-            peer = 2 * other + 1 if other < rem else other + rem
-            comm.sendrecv(x, peer, tmp, peer, _tag(TAG_RD, k + 1), note=f"{k + 1}/{rounds}")
-            # Lower rank's operand first on both sides, so the pair computes the same bits.
-            if peer < r:
-                np.add(tmp, x, out=x)
-            else:
-                np.add(x, tmp, out=x)
-        if r < 2 * rem:
-            comm.send(x, r - 1, _tag(TAG_RD, rounds + 1), note="fix-up out")
-    return buf
+        else:
+            np.add(x, tmp, out=x)
+    if r < 2 * rem:
+        yield send(x, r - 1, _tag(TAG_RD, rounds + 1), "fix-up out")
 
 
 def allreduce_ring(comm, buf):
@@ -219,25 +238,29 @@ def allreduce_ring(comm, buf):
     carrying ``2(p-1)/p * N`` elements (exactly ``2N - c[r+1] - c[r]`` with uneven chunks).
     """
     x = _flat(buf, "allreduce_ring")
-    p = comm.size
     with comm.collective("allreduce", "ring", x):
-        if p > 1:
-            counts = chunk_counts(x.size, p)
-            offs = offsets(counts)
-            _ring_reduce_scatter(comm, x, counts, offs, 2 * (p - 1), 0)
-            _ring_allgather(comm, x, counts, offs, 2 * (p - 1), p - 1)
+        run(comm, _ring_steps(comm, x, _scratch))
     return buf
 
 
-def _ring_reduce_scatter(comm, x, counts, offs, total, first):
+def _ring_steps(comm, x, scratch):
+    p = comm.size
+    if p > 1:
+        counts = chunk_counts(x.size, p)
+        offs = offsets(counts)
+        yield from _ring_reduce_scatter(comm, x, counts, offs, 2 * (p - 1), 0, scratch)
+        yield from _ring_allgather(comm, x, counts, offs, 2 * (p - 1), p - 1)
+
+
+def _ring_reduce_scatter(comm, x, counts, offs, total, first, scratch=_scratch):
     p, r = comm.size, comm.rank
     right, left = (r + 1) % p, (r - 1) % p
-    tmp = _scratch(max(counts), x.dtype)
+    tmp = scratch(max(counts), x.dtype)
     for s in range(p - 1):
         out, into = (r - s - 1) % p, (r - s - 2) % p  # ends with chunk r summed here
         got = tmp[:counts[into]]
-        comm.sendrecv(x[offs[out]:offs[out + 1]], right, got, left, _tag(TAG_RS, s),
-                      note=f"{first + s + 1}/{total} reduce-scatter")
+        yield sendrecv(x[offs[out]:offs[out + 1]], right, got, left, _tag(TAG_RS, s),
+                       f"{first + s + 1}/{total} reduce-scatter")
         seg = x[offs[into]:offs[into + 1]]
         np.add(seg, got, out=seg)
 
@@ -247,8 +270,8 @@ def _ring_allgather(comm, x, counts, offs, total, first):
     right, left = (r + 1) % p, (r - 1) % p
     for s in range(p - 1):
         out, into = (r - s) % p, (r - s - 1) % p  # starts by passing on chunk r
-        comm.sendrecv(x[offs[out]:offs[out + 1]], right, x[offs[into]:offs[into + 1]], left,
-                      _tag(TAG_AG, s), note=f"{first + s + 1}/{total} allgather")
+        yield sendrecv(x[offs[out]:offs[out + 1]], right, x[offs[into]:offs[into + 1]], left,
+                       _tag(TAG_AG, s), f"{first + s + 1}/{total} allgather")
 
 
 def reduce_scatter_ring(comm, buf, counts=None):
@@ -264,7 +287,7 @@ def reduce_scatter_ring(comm, buf, counts=None):
     offs = offsets(counts)
     with comm.collective("reduce_scatter", "ring", x):
         if p > 1:
-            _ring_reduce_scatter(comm, x, counts, offs, p - 1, 0)
+            run(comm, _ring_reduce_scatter(comm, x, counts, offs, p - 1, 0))
     return x[offs[r]:offs[r + 1]]
 
 
@@ -279,7 +302,7 @@ def allgather_ring(comm, buf, counts=None):
     counts = _counts(counts, x.size, p)
     with comm.collective("allgather", "ring", x):
         if p > 1:
-            _ring_allgather(comm, x, counts, offsets(counts), p - 1, 0)
+            run(comm, _ring_allgather(comm, x, counts, offsets(counts), p - 1, 0))
     return buf
 
 
@@ -317,6 +340,20 @@ def alltoall_pairwise(comm, sendbuf, recvbuf=None):
 
 ALLREDUCE = {"mpi": allreduce_mpi, "naive": allreduce_naive, "tree": allreduce_tree,
              "rd": allreduce_rd, "ring": allreduce_ring}
+
+
+# the hand-written allreduces as rounds, for start_allreduce
+ALLREDUCE_STEPS = {"naive": _naive_steps, "tree": _tree_steps, "rd": _rd_steps,
+                   "ring": _ring_steps}
+
+
+def start_allreduce(comm, name: str, buf, scratch=None) -> InFlight:
+    """Start the hand-written allreduce ``name`` of ``buf`` (in place) without waiting;
+    ``poll()`` moves it on, ``wait()`` finishes it. ``scratch(n, dtype)`` gives its receive
+    buffer: its own, not the shared one, since blocking collectives may run meanwhile."""
+    x = _flat(buf, f"allreduce_{name}")
+    own = scratch or (lambda n, dtype: np.empty(n, dtype))
+    return InFlight(comm, "allreduce", name, x, ALLREDUCE_STEPS[name](comm, x, own))
 
 
 def get_allreduce(name: str):

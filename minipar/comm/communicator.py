@@ -288,6 +288,18 @@ class Comm(MPICollectives):
         sts = [r.status or self._M.Status() for r in reqs]
         first = next((r.ev for r in reqs if r.ev is not None), None)
         self._wait([r.raw for r in reqs], first, sts)
+        return self._finished(reqs, sts)
+
+    def testall(self, reqs: list) -> bool:
+        """True, with the requests finished as ``waitall`` finishes them, when every one has
+        completed; False (and nothing changed) when some has not. Never waits."""
+        sts = [r.status or self._M.Status() for r in reqs]
+        if not self._M.Request.Testall([r.raw for r in reqs], sts):
+            return False
+        self._finished(reqs, sts)
+        return True
+
+    def _finished(self, reqs, sts) -> list:
         out = []
         for r, st in zip(reqs, sts):
             if r.ev is not None:
@@ -351,9 +363,11 @@ class Comm(MPICollectives):
             raise err
 
     # ---- the end-of-run report ---------------------------------------------------------
-    def report(self, chrome=None, png=None, table: bool = True, stream=None, root: int = 0):
+    def report(self, chrome=None, png=None, table: bool = True, stream=None, root: int = 0,
+               steps: tuple[int, int] | None = None):
         """Gather every rank's events to ``root``; there print the table and write the Chrome
-        trace and PNG timeline (when paths are given). Returns the table's rows on ``root``."""
+        trace and PNG timeline (when paths are given). Returns the table's rows on ``root``.
+        ``steps=(first, last)`` keeps only those training steps in the two files."""
         tr = self.tracer
         saved = tr.enabled, tr.show
         tr.set(enabled=False, show=False)  # the report's own traffic is not part of the run
@@ -367,6 +381,8 @@ class Comm(MPICollectives):
         rows = T.summarize(ranks)
         if table:
             print(T.format_table(rows), file=stream or sys.stdout, flush=True)
+        if steps is not None:
+            ranks = T.window(ranks, *steps)
         if chrome:
             T.write_chrome(chrome, ranks)
         if png:

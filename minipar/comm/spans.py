@@ -13,6 +13,11 @@ class Noop:
     def __exit__(self, *exc):
         return False
 
+    def resume(self):
+        pass
+
+    pause = close = resume
+
 
 NOOP = Noop()
 
@@ -48,6 +53,17 @@ class CollSpan:
         self.comm._ctx.pop()
         self.comm._end(self.ev)
         return False
+
+    # a collective in flight (comm/inflight.py): its messages nest under it while a step
+    # is posted; the span ends when its last step is done
+    def resume(self):
+        self.comm._ctx.append(self.ctx)
+
+    def pause(self):
+        self.comm._ctx.pop()
+
+    def close(self):
+        self.comm._end(self.ev)
 
 
 class CopySpan:

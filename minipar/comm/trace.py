@@ -200,6 +200,14 @@ def load(gathered) -> list:
     return [(origin, [Event.fromtuple(t) for t in evs]) for origin, evs in gathered]
 
 
+def window(ranks, first: int, last: int) -> list:
+    """Only the events of training steps first..last, timed from the earliest of them."""
+    kept = [(origin, [ev for ev in evs if isinstance(ev.step, int) and first <= ev.step <= last])
+            for origin, evs in ranks]
+    start = min((ev.t0 - origin for origin, evs in kept for ev in evs), default=0.0)
+    return [(origin + start, evs) for origin, evs in kept]
+
+
 def match_messages(ranks) -> list:
     """Pairs ``(send_event, recv_event)`` whose keys match (see :class:`Event`)."""
     sends = {}

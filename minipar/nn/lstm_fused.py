@@ -51,6 +51,7 @@ import weakref
 
 
 from minipar.core.backend import xp
+from minipar.autograd import pollers
 from minipar.autograd.tensor import Function
 
 
@@ -182,6 +183,8 @@ class LSTMLayer(Function):
             if t > 0 or need_h0:
                 xp.matmul(w_hh, dz, out=dh_rec)   # dh_{t-1}^T = W_hh dz_t^T
             dZ[t] = dz.T
+            if pollers.ACTIVE:  # let a gradient bucket's allreduce in flight move on
+                pollers.poll()
         dZ2 = dZ.reshape(T * B, H4)
         dx = dwih = dwhh = db = None
         if need_x:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import difflib
 from dataclasses import dataclass, field
 
@@ -53,8 +54,8 @@ class TrainConfig:
     allreduce: str = opt("ring", "allreduce algorithm: mpi, ring, tree, rd, naive, or "
                                  "module:function (your own)")
     bucket_kb: int = opt(1024, "gradient bucket size in KiB", positive=True)
-    overlap: bool = opt(False, "start each bucket's allreduce during backward "
-                               "(non-blocking; MPI's allreduce only)")
+    overlap: bool = opt(False, "start each bucket's allreduce during backward, as soon "
+                               "as its gradients are ready (any built-in algorithm)")
     average_every: int = opt(4, "--sync average: average parameters every k steps", positive=True)
     shard: str = opt("contiguous", "how data is split across ranks",
                      ("contiguous", "strided", "balanced", "weighted"))
@@ -92,6 +93,8 @@ class TrainConfig:
     sample_chars: int = opt(200, "length of the text sample at the end (0: none)", nonneg=True)
     show_comm: bool = opt(False, "print every message as it happens, rank-prefixed")
     trace: bool = opt(False, "write a Chrome trace (trace.json) and timeline.png")
+    trace_steps: str = opt(None, "with --trace: put only these training steps in trace.json "
+                                 "and timeline.png, e.g. 5 or 5-7 (the table keeps them all)")
     check_sync: int = opt(0, "every N steps verify all replicas hold identical parameters",
                           nonneg=True)
     check_collectives: bool = opt(False, "compare a fingerprint of every collective across "
@@ -121,7 +124,19 @@ class TrainConfig:
             raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
         if self.shard == "weighted" and not self.shard_weights:
             raise ConfigError("--shard weighted needs --shard-weights, e.g. 2,1")
+        self.traced_steps()
         return self
+
+    def traced_steps(self) -> tuple[int, int] | None:
+        """``--trace-steps`` as (first, last), both counted from 1; None for every step."""
+        if self.trace_steps is None:
+            return None
+        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", str(self.trace_steps))
+        first, last = (int(m[1]), int(m[2] or m[1])) if m else (0, 0)
+        if not 1 <= first <= last:
+            raise ConfigError(f"--trace-steps must be a step or a range of steps such as 5 "
+                              f"or 5-7, got {self.trace_steps!r}")
+        return first, last
 
     def weights(self) -> list[float] | None:
         if not self.shard_weights:
@@ -133,7 +148,7 @@ class TrainConfig:
                               f"got {self.shard_weights!r}") from None
 
 
-NOT_RESUMED = ("resume", "out", "debug", "quiet", "show_comm", "trace", "log_every",
+NOT_RESUMED = ("resume", "out", "debug", "quiet", "show_comm", "trace", "trace_steps", "log_every",
                "comm_timeout", "check_collectives", "check_sync")
 
 

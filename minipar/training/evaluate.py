@@ -58,7 +58,8 @@ def finish_run(run: Run) -> dict | None:
     trace = f"{run.run_dir}/trace.json" if cfg.trace else None
     png = f"{run.run_dir}/timeline.png" if cfg.trace else None
     terms = comm.allgather_obj(run.local_terms) if comm.size > 1 else [run.local_terms]
-    rows = comm.report(chrome=trace, png=png, table=comm.rank == 0 and not cfg.quiet)
+    rows = comm.report(chrome=trace, png=png, table=comm.rank == 0 and not cfg.quiet,
+                       steps=cfg.traced_steps())
     if comm.rank != 0:
         return None
     shares = imbalance(terms, rows)

@@ -71,8 +71,8 @@ def train_step(run: Run, batch, state):
         with comm.phase("metrics"):
             comm.allreduce(flags)                                  # global loss, stop requests
     calls = tracer.events[first:]  # this step's communication calls
-    comm_s = _inside_calls(calls)
-    optim_s = max(sync_s - _inside_calls(calls, before=t0 + sync_s), 0.0)
+    comm_s = _inside_calls(calls, after=t0)
+    optim_s = max(sync_s - _inside_calls(calls, after=t0, before=t0 + sync_s), 0.0)
     if flags[2] or not flags[0] / n <= LOSS_LIMIT:                # NaN fails "<=" too
         what = "gradients" if flags[2] else "loss"
         hint = "" if run.cfg.clip else " or set --clip"
@@ -84,10 +84,12 @@ def train_step(run: Run, batch, state):
     return flags[0] / n, n, state, comm_s, optim_s
 
 
-def _inside_calls(events, before: float = math.inf) -> float:
+def _inside_calls(events, after: float = -math.inf, before: float = math.inf) -> float:
     """Seconds inside the top-level communication calls among ``events`` (ending before
-    ``before``): what a progress line calls "comm"."""
-    return sum(e.t1 - e.t0 for e in events
+    ``before``), counted from ``after`` on: what a progress line calls "comm". A bucket's
+    allreduce started during backward (--overlap) counts only from the end of backward:
+    the time before that was spent computing, with the messages moving underneath."""
+    return sum(max(e.t1 - max(e.t0, after), 0.0) for e in events
                if e.depth == 0 and e.kind != "compute" and e.t1 <= before)
 
 

@@ -12,9 +12,11 @@ whatever the split (uneven shards included), up to float rounding.
 
 Strategies (``make_sync``):
     allreduce  every step, gradients packed into buckets of ``bucket_bytes``, each bucket one
-               allreduce (any algorithm of minipar.comm.collectives). With ``overlap`` and
-               MPI's own allreduce, a bucket's non-blocking allreduce starts as soon as its last
-               gradient is ready, while the backward pass goes on.
+               allreduce (any algorithm of minipar.comm.collectives). With ``overlap``, a
+               bucket's allreduce starts as soon as its last gradient is ready, while the
+               backward pass goes on: MPI's own as one non-blocking Iallreduce; a
+               hand-written one as its rounds (comm/inflight.py), one bucket in flight at a
+               time, moved on between the backward pass's steps (autograd/pollers.py).
     average    local SGD: each rank steps on its own mean loss; every k steps parameters and the
                optimizer's state (Adam's m and v, SGD momentum) are averaged equally.
     ps         parameter server: workers send g_r and n_r to rank 0, which sums, steps the
@@ -29,11 +31,13 @@ import time
 
 import numpy as np
 
+from minipar.autograd import pollers
 from minipar.core import backend
 
 from minipar.core.backend import xp
 from minipar.core.errors import ConfigError
-from minipar.comm.collectives import broadcast_tree, get_allreduce
+from minipar.comm.collectives import (ALLREDUCE_STEPS, broadcast_tree, get_allreduce,
+                                      start_allreduce)
 from minipar.comm.sparse import allreduce_rows
 
 STRATEGIES = ("allreduce", "average", "ps")
@@ -167,10 +171,14 @@ class AllreduceSync:
         self.flats = [np.empty(flat_size([self.params[i].data for i in b]), self.dtype)
                       for b in self.buckets]
         self.sent_sparse = 0  # steps whose embedding gradients went as (ids, rows)
-        self.overlap = overlap and algorithm == "mpi" and hasattr(comm, "iallreduce")
-        self._pending = {}
+        self.overlap = overlap and (algorithm in ALLREDUCE_STEPS
+                                    or (algorithm == "mpi" and hasattr(comm, "iallreduce")))
+        self._pending = {}  # bucket -> MPI request (overlap with MPI's allreduce)
+        self._queue = []    # buckets ready, waiting for the hand-written one in flight
+        self._flight = None  # the hand-written allreduce in flight
+        self._rbuf = np.empty(0, self.dtype)  # its receive buffer (one in flight at a time)
         self._launched = 0
-        self._extra = None
+        self._extra, self._rode = None, False
         self._with_extra = np.empty(0, self.dtype)  # the last bucket with the extra at its end
         if self.overlap:
             where = {i: k for k, b in enumerate(self.buckets) for i in b}
@@ -195,14 +203,41 @@ class AllreduceSync:
             flat = self._with_extra
             flat[n:] = self._extra
             pack(grads, flat[:n], self.comm)
+            self._rode = True
         else:
             pack(grads, flat, self.comm)
         with self.comm.phase("sync"):
-            if self.overlap:
+            if not self.overlap:
+                self.allreduce(self.comm, flat)
+            elif self.algorithm == "mpi":
                 self._pending[k] = self.comm.iallreduce(flat)
             else:
-                self.allreduce(self.comm, flat)
+                self._queue.append(flat)
+                pollers.add(self._poll)
+                self._move_on()
         self._launched += 1
+
+    def _recv_buffer(self, n: int, dtype) -> np.ndarray:
+        if self._rbuf.size < n:
+            self._rbuf = np.empty(n, dtype)
+        return self._rbuf[:n]
+
+    def _move_on(self, wait: bool = False) -> None:
+        """Start the queued buckets in order, one in flight at a time, and move the one in
+        flight on; without ``wait`` only as far as the messages already here allow."""
+        while self._flight is not None or self._queue:
+            if self._flight is None:
+                self._flight = start_allreduce(self.comm, self.algorithm, self._queue.pop(0),
+                                               self._recv_buffer)
+            if wait:
+                self._flight.wait()
+            elif not self._flight.poll():
+                return
+            self._flight = None
+
+    def _poll(self) -> None:
+        with self.comm.phase("sync"):
+            self._move_on()
 
     def finish(self, extra: np.ndarray | None = None) -> np.ndarray | None:
         """After backward: launch what is left (in bucket order), wait, and write the summed
@@ -210,17 +245,24 @@ class AllreduceSync:
         ranks (when given)."""
         if extra is not None:
             self._extra = np.asarray(extra, dtype=self.dtype)
-            if not self.buckets:  # nothing dense to ride on
-                self.allreduce(self.comm, self._extra)
         while self._launched < len(self.buckets):
             self._launch(self._launched)
+        with self.comm.phase("sync"):
+            self._move_on(wait=True)
+        pollers.remove(self._poll)
         summed = None
+        if self._extra is not None and not self._rode:
+            # nothing dense to ride on, or the last bucket left during backward, before
+            # the extra numbers were known: they go on their own
+            with self.comm.phase("sync"):
+                self.allreduce(self.comm, self._extra)
+            summed = self._extra.copy()
         for k, b in enumerate(self.buckets):
             if k in self._pending:
                 with self.comm.phase("sync"):
                     self.comm.wait(self._pending.pop(k))
             flat = self.flats[k]
-            if k == len(self.buckets) - 1 and self._extra is not None:
+            if k == len(self.buckets) - 1 and self._rode:
                 summed = self._with_extra[flat.size:].copy()
                 flat = self._with_extra[:flat.size]
             unpack(flat, [self._grad(i) for i in b], comm=self.comm)
@@ -232,9 +274,7 @@ class AllreduceSync:
                 self.sent_sparse += allreduce_rows(self.comm, g, self.allreduce)
             with _staged(self.comm if backend.on_device(grad) else None, "h2d", g.nbytes):
                 self.params[i].grad = backend.from_numpy(g, dtype=self.params[i].dtype)
-        if extra is not None and not self.buckets:
-            summed = self._extra.copy()
-        self._launched, self._extra = 0, None
+        self._launched, self._extra, self._rode = 0, None, False
         if self.overlap:
             self._left = [len(b) for b in self.buckets]
         return summed
