@@ -41,7 +41,9 @@ def module() -> types.ModuleType:
 def fake_device():
     old = backend._module, backend.device
     backend._module, backend.device = module(), "cuda"
+    backend.xp.__dict__.clear()  # xp keeps the names it looked up; these are the fake's now
     try:
         yield
     finally:
         backend._module, backend.device = old
+        backend.xp.__dict__.clear()

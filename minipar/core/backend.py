@@ -35,12 +35,17 @@ class BackendError(RuntimeError):
 
 
 class _ArrayModule:
-    """``xp.zeros``, ``xp.exp``...: the current device's array module, looked up per use."""
+    """``xp.zeros``, ``xp.exp``...: the current device's array module.
 
-    __slots__ = ()
+    A name is looked up in the module on its first use and kept in this object's own
+    ``__dict__``, so every later ``xp.name`` is a plain attribute hit (``__getattr__`` runs
+    only for names not found there): a step of a small LSTM makes hundreds of these calls.
+    ``set_device`` forgets them all."""
 
     def __getattr__(self, name):
-        return getattr(_module, name)
+        value = getattr(_module, name)
+        self.__dict__[name] = value
+        return value
 
     def __repr__(self) -> str:
         return f"<xp: {_module.__name__}>"
@@ -79,6 +84,7 @@ def set_device(name: str) -> None:
         _module, device = _load_cupy(), "cuda"
     else:
         raise BackendError(f"unknown device {name!r}: use 'cpu' or 'cuda'")
+    xp.__dict__.clear()  # names looked up in the old module
 
 
 def module():

@@ -100,6 +100,7 @@ class LSTMLayer(Function):
         B, T, D = x.shape
         H = w_hh.shape[0]
         dt = xp.result_type(x.dtype, w_ih.dtype)
+        matmul, multiply, tanh = xp.matmul, xp.multiply, xp.tanh  # looked up once, not per step
         s = xp.full((4 * H, 1), 0.5, dtype=dt)   # row factors: 1/2 for i, f, o; 1 for g
         s[2 * H:3 * H] = 1.0
         take = _POOL.take
@@ -120,9 +121,9 @@ class LSTMLayer(Function):
         tmp = xp.empty((H, B), dtype=dt)
         for t in range(T):
             a = G[t]
-            xp.matmul(w_rec, h, out=rec)
+            matmul(w_rec, h, out=rec)
             a += rec
-            xp.tanh(a, out=a)                      # tanh(z/2) for i, f, o; tanh(z) for g
+            tanh(a, out=a)                      # tanh(z/2) for i, f, o; tanh(z) for g
             sig = a[:2 * H]
             o = a[3 * H:]
             sig *= 0.5
@@ -131,11 +132,11 @@ class LSTMLayer(Function):
             o += 0.5
             i, f, g = a[:H], a[H:2 * H], a[2 * H:3 * H]
             c = Cs[t + 1]
-            xp.multiply(f, Cs[t], out=c)
-            xp.multiply(i, g, out=tmp)
+            multiply(f, Cs[t], out=c)
+            multiply(i, g, out=tmp)
             c += tmp                               # c_t = f c_{t-1} + i g
-            xp.tanh(c, out=TC[t])
-            xp.multiply(o, TC[t], out=h)           # h_t = o tanh(c_t)
+            tanh(c, out=TC[t])
+            multiply(o, TC[t], out=h)           # h_t = o tanh(c_t)
             Hb[t + 1] = h.T
         ctx.save_for_backward(XB, G, Hb, Cs, TC, w_ih, w_hh)
         weakref.finalize(ctx, _POOL.give, XB, G, Hb, Cs, TC)
@@ -149,6 +150,7 @@ class LSTMLayer(Function):
         T, H4, B = G.shape
         H, D = H4 // 4, XB.shape[2] - 1
         dt = G.dtype
+        matmul, multiply, subtract, add = xp.matmul, xp.multiply, xp.subtract, xp.add
         need_x, need_h0, need_c0, need_wih, need_whh, need_b = ctx.needs_input_grad
         dout_t = _POOL.take((T, H, B), dt)
         dout_t[...] = dout.transpose(1, 2, 0)
@@ -163,25 +165,25 @@ class LSTMLayer(Function):
         for t in range(T - 1, -1, -1):
             a, tc = G[t], TC[t]
             i, f, g, o = a[:H], a[H:2 * H], a[2 * H:3 * H], a[3 * H:]
-            xp.add(dout_t[t], dh_rec, out=dh)
-            xp.multiply(tc, tc, out=tmp)          # dc += dh * o * (1 - tc^2)
-            xp.subtract(1.0, tmp, out=tmp)
+            add(dout_t[t], dh_rec, out=dh)
+            multiply(tc, tc, out=tmp)          # dc += dh * o * (1 - tc^2)
+            subtract(1.0, tmp, out=tmp)
             tmp *= o
             tmp *= dh
             dc += tmp
-            xp.subtract(1.0, a, out=dz)           # s (1 - s) for all four blocks ...
+            subtract(1.0, a, out=dz)           # s (1 - s) for all four blocks ...
             dz *= a
             dg = dz[2 * H:3 * H]
-            xp.multiply(g, g, out=dg)             # ... then 1 - g^2 for the g block
-            xp.subtract(1.0, dg, out=dg)
-            xp.multiply(dc, g, out=P[:H])
-            xp.multiply(dc, Cs[t], out=P[H:2 * H])
-            xp.multiply(dc, i, out=P[2 * H:3 * H])
-            xp.multiply(dh, tc, out=P[3 * H:])
+            multiply(g, g, out=dg)             # ... then 1 - g^2 for the g block
+            subtract(1.0, dg, out=dg)
+            multiply(dc, g, out=P[:H])
+            multiply(dc, Cs[t], out=P[H:2 * H])
+            multiply(dc, i, out=P[2 * H:3 * H])
+            multiply(dh, tc, out=P[3 * H:])
             dz *= P
             dc *= f                               # dc_{t-1} = dc_t f
             if t > 0 or need_h0:
-                xp.matmul(w_hh, dz, out=dh_rec)   # dh_{t-1}^T = W_hh dz_t^T
+                matmul(w_hh, dz, out=dh_rec)   # dh_{t-1}^T = W_hh dz_t^T
             dZ[t] = dz.T
             if pollers.ACTIVE:  # let a gradient bucket's allreduce in flight move on
                 pollers.poll()
