@@ -45,6 +45,9 @@ class Distribute:
                    ``average_every`` steps (not the one-process result)
     sparse         send an embedding's gradient as (ids, rows) when that is smaller (True),
                    or always as the whole table (False, to compare)
+    bucket_kb      gradient bucket size in KiB (each bucket one allreduce)
+    overlap        start each bucket's allreduce during the backward pass, as soon as its
+                   gradients are ready (any built-in algorithm; docs/communication.md)
     show_comm      print every message as it happens (rank, op, peer, bytes)
     table          print the per-rank communication table after ``fit`` (rank 0)
     trace          write a Chrome trace of ``fit`` here (and a PNG timeline beside it)
@@ -54,6 +57,8 @@ class Distribute:
     sync: str = "allreduce"
     average_every: int = 8
     sparse: bool = True
+    bucket_kb: int = 1024
+    overlap: bool = False
     show_comm: bool = False
     table: bool = True
     trace: str | None = None
@@ -62,6 +67,9 @@ class Distribute:
         get_allreduce(self.allreduce)  # a clear error for an unknown name, now
         if self.sync not in SYNCS:
             raise ConfigError(f"Distribute(sync={self.sync!r}): use one of {', '.join(SYNCS)}")
+        if not (isinstance(self.bucket_kb, int) and self.bucket_kb > 0):
+            raise ConfigError(f"Distribute(bucket_kb={self.bucket_kb!r}): must be a positive "
+                              f"whole number")
         if self.average_every < 1:
             raise ConfigError(f"Distribute(average_every={self.average_every!r}): must be >= 1")
         return self
@@ -116,6 +124,7 @@ class DataParallel:
         broadcast_parameters(self.comm, params)
         if self.config.sync == "allreduce":
             self.sync = AllreduceSync(self.comm, params, self.config.allreduce,
+                                      self.config.bucket_kb << 10, self.config.overlap,
                                       sparse=self.config.sparse)
         else:
             self.sync = AverageSync(self.comm, params, self.config.allreduce,

@@ -153,7 +153,7 @@ class AllreduceSync:
     out of the buckets: their gradient goes through ``comm.sparse.allreduce_rows``, as
     (ids, rows) when that is smaller. ``finish(extra)`` adds a few more numbers (a step's
     metrics) to the end of the last bucket, so they are summed by the same allreduce instead
-    of one more round trip."""
+    of one more round trip (with overlap they go on their own, after the buckets)."""
 
     name = "allreduce"
 
@@ -196,7 +196,10 @@ class AllreduceSync:
         grads = [(self.params[i].grad, self.params[i].size) for i in self.buckets[k]]
         flat = self.flats[k]
         last = k == len(self.buckets) - 1
-        if last and self._extra is not None:  # the metrics ride along at the end
+        # the metrics ride along at the end; not with overlap, where the last bucket may
+        # leave during backward before they are known, on some ranks and not others (a
+        # rank with no rows has no backward): every rank must send the same collectives
+        if last and self._extra is not None and not self.overlap:
             n = flat.size
             if self._with_extra.size != n + self._extra.size:
                 self._with_extra = np.empty(n + self._extra.size, self.dtype)
@@ -252,8 +255,7 @@ class AllreduceSync:
         pollers.remove(self._poll)
         summed = None
         if self._extra is not None and not self._rode:
-            # nothing dense to ride on, or the last bucket left during backward, before
-            # the extra numbers were known: they go on their own
+            # nothing dense to ride on, or overlap (see _launch): they go on their own
             with self.comm.phase("sync"):
                 self.allreduce(self.comm, self._extra)
             summed = self._extra.copy()

@@ -17,7 +17,8 @@ import numpy as np
 from minipar import keras
 
 out = sys.argv[1]
-algorithm = sys.argv[2] if len(sys.argv) > 2 else "ring"
+algorithm, _, how = (sys.argv[2] if len(sys.argv) > 2 else "ring").partition("+")
+overlap = how == "overlap"  # "ring+overlap": small buckets leave during backward
 keras.config.set_floatx("float64")
 keras.utils.set_random_seed(7)
 (x, y), (xv, yv) = keras.datasets.sentiment.load_data(num_words=300)
@@ -28,8 +29,10 @@ yv = yv[:60]
 model = keras.Sequential([keras.layers.Embedding(300, 32), keras.layers.LSTM(8),
                           keras.layers.Dropout(0.3),
                           keras.layers.Dense(1, activation="sigmoid")])
+how = keras.Distribute(allreduce=algorithm, table=False, overlap=overlap,
+                       bucket_kb=1 if overlap else 1024)
 model.compile(optimizer=keras.optimizers.Adam(learning_rate=0.01), loss="binary_crossentropy",
-              metrics=["accuracy"], distribute=keras.Distribute(allreduce=algorithm, table=False))
+              metrics=["accuracy"], distribute=how)
 history = model.fit(x, y, batch_size=24, epochs=3, validation_data=(xv, yv), verbose=0, seed=3)
 result = {"history": history.history, "epoch": history.epoch,
           "evaluate": model.evaluate(xv, yv, verbose=0),
