@@ -78,6 +78,9 @@ class TrainConfig:
     steps: int = per_model("training steps (ignored when --epochs is given)", positive=True)
     epochs: int = opt(None, "train for this many passes over the data", positive=True)
     lr: float = per_model("learning rate (Adam)", positive=True)
+    lr_schedule: str = per_model("learning rate over the run: constant, or linear (from "
+                                 "--lr down to 0 at the last step)",
+                                 choices=("constant", "linear"))
     clip: float = opt(1.0, "global gradient-norm clip (0: off)", nonneg=True)
     seed: int = opt(0, "random seed (the same on every rank)")
     dtype: str = opt("float32", "floating point type", ("float32", "float64"))

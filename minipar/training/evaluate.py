@@ -90,6 +90,7 @@ def finish_run(run: Run) -> dict | None:
                                                    cfg.seed, prompt), vocab)
             summary["sample"] = text
             lines.append("sample: " + text.replace("\n", " / "))
+    summary["evals"] = [[step, loss] for step, loss in run.evals]  # --eval-every, in training
     summary["checkpoint"] = path
     write_summary(run.run_dir, summary)
     plot_loss(run.run_dir, run.log.rows, run.evals + [(run.step, metrics["loss"])])

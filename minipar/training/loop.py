@@ -23,7 +23,7 @@ from minipar.training.evaluate import evaluate
 from minipar.training.progress import TrainProgress
 from minipar.training.resume import save_checkpoint
 from minipar.training.run_state import Run, shard_rows
-from minipar.training.tasks import shard_batch
+from minipar.training.tasks import learning_rate, shard_batch
 
 # A cross-entropy of L nats per term gives the truth probability e^-L; past ~745 no float64
 # holds it, so a mean loss above LOSS_LIMIT means the run has diverged even if still finite.
@@ -107,6 +107,7 @@ def train_loop(run: Run) -> None:
             for _ in range(pos):  # resuming mid-epoch: skip what was already seen
                 next(batches)
         comm.set_step(run.step + 1)
+        run.opt.lr = learning_rate(run.tcfg, run.step, run.total_steps)  # --lr-schedule
         t0 = time.perf_counter()
         loss, tokens, state, comm_s, optim_s = train_step(run, next(batches), state)
         dt = time.perf_counter() - t0
