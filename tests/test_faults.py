@@ -172,7 +172,7 @@ def test_divergence_stops_at_its_step_and_keeps_the_last_good_checkpoint(tmp_pat
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         f"minipar: error: the gradients diverged at step 3 (loss {_loss(proc)} per term); "
-        f"lower --lr (now 0.003); the last good checkpoint is kept in {out}"]
+        f"lower --lr (now 0.02); the last good checkpoint is kept in {out}"]
     saved, _, meta, _ = ckpt.load(str(out))
     assert meta["step"] == 2 and all(np.isfinite(a).all() for a in saved.values())
 
