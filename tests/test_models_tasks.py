@@ -124,6 +124,20 @@ def test_build_model_is_deterministic_and_honours_dtype():
     assert backend.default_dtype() == np.float32  # the scope did not leak
 
 
+def test_train_steps_with_the_schedule(tmp_path):
+    """minipar.train sets each step's rate from --lr-schedule; metrics.jsonl records it."""
+    import json
+    import subprocess
+    import sys
+    out = tmp_path / "run"
+    subprocess.run([sys.executable, "-m", "minipar.train", "--model", "mlp", "--steps", "4",
+                    "--lr", "0.01", "--lr-schedule", "linear", "--max-chars", "3000",
+                    "--quiet", "--sample-chars", "0", "--out", str(out)],
+                   check=True, timeout=120, capture_output=True)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in rows] == pytest.approx([0.01, 0.0075, 0.005, 0.0025])
+
+
 def test_learning_rate_schedules():
     from minipar.training.tasks import learning_rate
 

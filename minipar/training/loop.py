@@ -113,7 +113,8 @@ def train_loop(run: Run) -> None:
         dt = time.perf_counter() - t0
         run.step += 1
         run.state = state
-        row = {"step": run.step, "epoch": epoch, "loss": loss, "tokens": tokens,
+        row = {"step": run.step, "epoch": epoch, "loss": loss, "lr": run.opt.lr,
+               "tokens": tokens,
                "tokens_per_s": tokens / dt, "step_s": dt, "comm_s": comm_s, "optim_s": optim_s}
         run.log.write(row)
         run.tokens += tokens
