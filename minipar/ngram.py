@@ -38,7 +38,7 @@ from minipar.models.ngram_counts import count_ngrams
 from minipar.training.ngram_distributed import (DistributedKN, choose_cuts, shuffle_counts,
                                                 write_arpa_ranks)
 from minipar.training.ngram_mapreduce import check_top_order, fit_model, gather_counts
-from minipar.training.ngram_query import sharded_perplexity
+from minipar.training.ngram_query import sharded_perplexity, sharded_sample
 from minipar.training.ngram_read import parallel_word_vocab, read_lines_range
 
 _SPLITS = {"builtin:train": 0, "builtin:valid": 1, "builtin:test": 2}
@@ -194,6 +194,11 @@ def fit_file_on_ranks(comm, a, say) -> int:
         if comm.rank == 0:
             out["test"] = dict(r, name=a.test)
         say.stage("test")
+    if a.sample:  # drawn from the sharded model: rank 0 asks the owners, token by token
+        sents = sharded_sample(comm, model, vocab, a.sample, seed=a.seed)
+        if comm.rank == 0:
+            out["sample"] = [vocab.decode(x) for x in sents]
+        say.stage("sample")
     out["stages_per_rank"] = comm.gather_obj(say.stages)
     out["peak_mb_per_rank"] = comm.gather_obj(say.peak_mb)
     whole = None
@@ -219,7 +224,13 @@ def fit_file_on_ranks(comm, a, say) -> int:
               f"{out['sentences']:,} sentences ({comm.size} ranks)")
         if a.test:
             print(_ppl_line(out["test"]["name"], out["test"]))
+        _print_sample(out)
     return 0
+
+
+def _print_sample(out: dict) -> None:
+    for text in out.get("sample", []):
+        print("sample: " + text.strip().replace("\n", " / "))
 
 
 def _report(a, model, vocab, name, say) -> int:
@@ -243,6 +254,8 @@ def _report(a, model, vocab, name, say) -> int:
     if test:
         tids, tname = _ids(test, vocab, "test")
         out["test"] = dict(model.perplexity(tids), name=tname)
+    if a.sample:
+        out["sample"] = [vocab.decode(x) for x in model.sample(a.sample, seed=a.seed)]
     if a.json:
         print(json.dumps(out))
     else:
@@ -250,6 +263,7 @@ def _report(a, model, vocab, name, say) -> int:
         print(f"on {name}: {model.tokens:,} tokens, {model.sentences:,} sentences")
         if test:
             print(_ppl_line(out["test"]["name"], out["test"]))
+        _print_sample(out)
     return 0
 
 
@@ -293,6 +307,10 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--out", help="write the native model (.npz)")
     f.add_argument("--arpa", help="write the model as an ARPA file (kn and ml)")
     f.add_argument("--test", help="held-out text to report perplexity on")
+    f.add_argument("--sample", type=int, default=0, metavar="N",
+                   help="also draw N sentences from the model (under mpiexec from the "
+                        "sharded model, asking each gram's owner)")
+    f.add_argument("--seed", type=int, default=0, help="seed of --sample (0)")
     f.add_argument("--trace", metavar="DIR",
                    help="under mpiexec: write DIR/trace.json and DIR/timeline.png (every "
                         "rank's messages and stages) and print the per-rank table")
@@ -338,6 +356,8 @@ def main(argv=None) -> int:
     try:
         if a.cmd == "fit" and a.order < 1:
             raise ConfigError(f"--order must be at least 1, got {a.order}")
+        if a.cmd == "fit" and a.sample < 0:
+            raise ConfigError(f"--sample must be 0 or more sentences, got {a.sample}")
         if a.cmd == "fit":
             _check_outputs(a.out, a.arpa)
             if a.test and not a.test.startswith("builtin"):

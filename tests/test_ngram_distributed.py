@@ -108,19 +108,21 @@ def _fit(n, d, name, extra=()):
 
 
 def test_arpa_bytes_equal_on_1_to_4_ranks(corpus):
-    """The ARPA file, and the test perplexity of the sharded model, equal one process's."""
-    ref = json.loads(_fit(1, corpus, "p1.arpa", ["--json", "--test",
-                                                   str(corpus / "test.txt")]).stdout)
+    """The ARPA file, the test perplexity of the sharded model, and the sentences drawn
+    from it with the same seed equal one process's."""
+    more = ["--json", "--test", str(corpus / "test.txt"), "--sample", "6", "--seed", "5"]
+    ref = json.loads(_fit(1, corpus, "p1.arpa", more).stdout)
+    assert len(ref["sample"]) == 6 and any(len(t.split()) > 3 for t in ref["sample"])
     one = (corpus / "p1.arpa").read_bytes()
     text = (corpus / "train.txt").read_bytes()
     cuts = [r * len(text) // n for n in (2, 3, 4) for r in range(1, n)]
     assert any(text[c - 1:c] != b"\n" for c in cuts)  # some even cuts fall inside a line
     for n in (2, 3, 4):
-        out = json.loads(_fit(n, corpus, f"p{n}.arpa",
-                              ["--json", "--test", str(corpus / "test.txt")]).stdout)
+        out = json.loads(_fit(n, corpus, f"p{n}.arpa", more).stdout)
         assert (corpus / f"p{n}.arpa").read_bytes() == one, n
         assert not list(corpus.glob("*.tmp*"))
         assert out["ranks"] == n and out["test"] == ref["test"]  # every float equal
+        assert out["sample"] == ref["sample"], n
 
 
 def test_native_model_from_ranks_scores_like_one_process(corpus):
@@ -208,6 +210,7 @@ def test_trace_writes_the_timeline_and_keeps_json_clean(tmp_path, corpus):
     (["--arpa", "/nonexistent-folder/m.arpa"], "does not exist"),
     (["--out", "/nonexistent-folder/m.npz"], "does not exist"),
     (["--test", "/nonexistent-folder/t.txt"], "test file not found"),
+    (["--sample", "-1"], "--sample must be 0 or more sentences, got -1"),
 ])
 def test_bad_outputs_are_refused_before_any_work(tmp_path, extra, message):
     (tmp_path / "t.txt").write_text("a b c\nb c d\n")

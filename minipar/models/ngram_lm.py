@@ -158,15 +158,7 @@ class NGramModel:
                 "ppl_without_oov": float(10 ** (-lp[~oov].sum() / n_in)) if n_in else float("nan")}
 
     def _history_rows(self, histories) -> np.ndarray:
-        """(B, order-1): ``<s>`` and each history's tokens, right-aligned, -1 padded."""
-        n = self.order - 1
-        H = np.full((len(histories), n), -1, dtype=np.int64)
-        for b, h in enumerate(histories):
-            full = [self.vocab.bos_id] + [int(x) for x in h]
-            tail = full[len(full) - n:] if n else []
-            if tail:
-                H[b, n - len(tail):] = tail
-        return H
+        return history_rows(histories, self.order, self.vocab.bos_id)
 
     def log10_distributions(self, histories) -> np.ndarray:
         """(B, V): log10 p(w | <s> + history) for every id w; histories are id lists of the
@@ -185,34 +177,8 @@ class NGramModel:
                allow_unk: bool = False) -> list[np.ndarray]:
         """``n`` sentences (id arrays without </s>), drawn token by token with p^(1/T)
         renormalised; T = 0 takes the most likely token. All sentences advance together."""
-        if temperature < 0:
-            raise ConfigError(f"--temperature must be >= 0, got {temperature}")
-        rng = np.random.default_rng(seed)
-        V, eos = len(self.vocab), self.vocab.eos_id
-        out = np.full((n, max_len), -1, dtype=np.int64)
-        length = np.zeros(n, dtype=np.int64)
-        active = np.ones(n, dtype=bool)
-        for t in range(max_len):
-            act = np.flatnonzero(active)
-            if len(act) == 0:
-                break
-            lp = self.log10_distributions([out[b, :t] for b in act]) * np.log(10.0)
-            lp[:, self.vocab.bos_id] = -np.inf
-            if not allow_unk:
-                lp[:, self.vocab.unk_id] = -np.inf
-            lp[~np.isfinite(lp).any(axis=1), eos] = 0.0  # nothing left: end the sentence
-            if temperature == 0:
-                x = lp.argmax(axis=1)
-            else:
-                z = lp / temperature
-                p = np.exp(z - z.max(axis=1, keepdims=True))
-                cdf = np.cumsum(p / p.sum(axis=1, keepdims=True), axis=1)
-                x = np.minimum((cdf < rng.random(len(act))[:, None]).sum(axis=1), V - 1)
-            ended = x == eos
-            out[act[~ended], t] = x[~ended]
-            length[act[~ended]] += 1
-            active[act[ended]] = False
-        return [out[b, :length[b]] for b in range(n)]
+        return sample_sentences(self.log10_distributions, self.vocab, n, max_len, temperature,
+                                seed, allow_unk)
 
     # ------------------------------------------------------------------ files
     def meta(self) -> dict:
@@ -299,3 +265,51 @@ def load_model(path, tokens: str | None = None, lower: bool = False) -> NGramMod
             raise ConfigError(f"{path} is a {model.vocab.kind}-level model, not --tokens {tokens}")
         return model
     return NGramModel.from_arpa(path, tokens=tokens or "word", lower=lower)
+
+
+def history_rows(histories, order: int, bos: int) -> np.ndarray:
+    """(B, order-1): ``<s>`` and each history's tokens, right-aligned, -1 padded."""
+    n = order - 1
+    H = np.full((len(histories), n), -1, dtype=np.int64)
+    for b, h in enumerate(histories):
+        full = [bos] + [int(x) for x in h]
+        tail = full[len(full) - n:] if n else []
+        if tail:
+            H[b, n - len(tail):] = tail
+    return H
+
+
+def sample_sentences(log10_distributions, vocab, n: int, max_len: int, temperature: float,
+                     seed: int, allow_unk: bool = False) -> list[np.ndarray]:
+    """Draw ``n`` sentences token by token from ``log10_distributions(histories)`` ((B, V)
+    log10 p of every next id): p^(1/T) renormalised, T = 0 the most likely token. Shared by
+    the one-process model and the sharded one, so the same distributions give the same
+    sentences."""
+    if temperature < 0:
+        raise ConfigError(f"--temperature must be >= 0, got {temperature}")
+    rng = np.random.default_rng(seed)
+    V, eos = len(vocab), vocab.eos_id
+    out = np.full((n, max_len), -1, dtype=np.int64)
+    length = np.zeros(n, dtype=np.int64)
+    active = np.ones(n, dtype=bool)
+    for t in range(max_len):
+        act = np.flatnonzero(active)
+        if len(act) == 0:
+            break
+        lp = log10_distributions([out[b, :t] for b in act]) * np.log(10.0)
+        lp[:, vocab.bos_id] = -np.inf
+        if not allow_unk:
+            lp[:, vocab.unk_id] = -np.inf
+        lp[~np.isfinite(lp).any(axis=1), eos] = 0.0  # nothing left: end the sentence
+        if temperature == 0:
+            x = lp.argmax(axis=1)
+        else:
+            z = lp / temperature
+            p = np.exp(z - z.max(axis=1, keepdims=True))
+            cdf = np.cumsum(p / p.sum(axis=1, keepdims=True), axis=1)
+            x = np.minimum((cdf < rng.random(len(act))[:, None]).sum(axis=1), V - 1)
+        ended = x == eos
+        out[act[~ended], t] = x[~ended]
+        length[act[~ended]] += 1
+        active[act[ended]] = False
+    return [out[b, :length[b]] for b in range(n)]

@@ -13,6 +13,19 @@ Then, per token and exactly as ``backoff_score`` does,
 with K - 1 the longest listed history suffix. The values are those of the one-process model
 and the sum runs in the same order, so each token's score is the same bits; the scores are
 gathered in file order on rank 0, which sums them as ``NGramModel.perplexity`` does.
+
+Sampling (``sharded_sample``) needs, for each sentence being drawn, the distribution over
+every next word. Per token, rank 0 broadcasts the sentences' histories; for each history
+suffix h_j (j = 1 .. n-1 words) the owner of its first word answers with whether h_j is
+listed, its log10 backoff, and every listed gram (h_j, w) with its log10 p (all of them
+are on that rank: they share h_j's first word). Rank 0 gathers the answers and builds
+
+    d_0 = log10 p(w)  (every rank has the unigrams),
+    d_j = log10 p(w | h_j) where (h_j, w) is listed, else d_{j-1} + log10 bo(h_j)
+
+for j = 1 .. n-1 in turn: the same terms added in the same order as above, so the
+distribution is the one-process model's, bit for bit, and with the same seed so are the
+sentences (``models/ngram_lm.sample_sentences`` draws them for both).
 """
 
 from __future__ import annotations
@@ -21,9 +34,10 @@ import numpy as np
 
 from minipar.models.ngram_counts import sentence_stream
 from minipar.models.ngram_index import history_matrix
+from minipar.models.ngram_lm import history_rows, sample_sentences
 from minipar.training.ngram_distributed import alltoallv_rows, range_owner
 
-__all__ = ["sharded_log10probs", "sharded_perplexity"]
+__all__ = ["sharded_log10probs", "sharded_perplexity", "sharded_sample"]
 
 
 def _lookup(comm, model, index, rows: np.ndarray, k: int):
@@ -108,3 +122,79 @@ def sharded_perplexity(comm, model, ids: np.ndarray, vocab) -> dict | None:
             "log10prob": total, "ppl": float(10 ** (-total / n)) if n else float("nan"),
             "ppl_without_oov": (float(10 ** (-whole[~oov].sum() / n_in)) if n_in
                                 else float("nan"))}
+
+
+def _answers(comm, model, H: np.ndarray):
+    """This rank's part of the next-word distributions of the history rows ``H`` (B, n-1):
+    heads (b, j, listed, log10 bo(h_j), m) for the suffixes h_j whose first word it owns,
+    then the m (w, log10 p(w | h_j)) of each listed one, in the same order."""
+    index, heads, pairs = model.index, [], []
+    B, n = H.shape
+    for j in range(1, n + 1):
+        ctx = H[:, n - j:]
+        b_mine = np.flatnonzero((ctx >= 0).all(axis=1))
+        b_mine = b_mine[range_owner(ctx[b_mine, 0], model.cuts) == comm.rank]
+        rank = index.lookup(ctx[b_mine])
+        keys = index.keys[j]  # the (j+1)-grams, sorted by (rank of the prefix, word)
+        lo = np.searchsorted(keys, np.maximum(rank, 0) * model.V)
+        hi = np.searchsorted(keys, (np.maximum(rank, 0) + 1) * model.V)
+        for b, r, a, z in zip(b_mine, rank, lo, hi):
+            if r < 0:
+                heads.append((b, j, 0, 0.0, 0))
+                continue
+            heads.append((b, j, 1, model.logbo[j - 1][r], z - a))
+            pairs.append(np.stack([model.grams[j][a:z, -1].astype(np.float64),
+                                   model.logp[j][a:z]], axis=1))
+    return (np.array(heads, np.float64).reshape(-1, 5),
+            np.concatenate(pairs) if pairs else np.zeros((0, 2)))
+
+
+def _gather_rows(comm, rows: np.ndarray, width: int):
+    """Every rank's (m_r, width) float64 rows stacked in rank order on rank 0."""
+    sizes = comm.gather(np.array([rows.size], np.int64), np.empty(comm.size, np.int64))
+    total = int(sizes.sum()) if comm.rank == 0 else 0
+    got = comm.gatherv(np.ascontiguousarray(rows).reshape(-1), np.empty(total),
+                       sizes.tolist() if comm.rank == 0 else None)
+    return got.reshape(-1, width) if comm.rank == 0 else None
+
+
+def _distributions(comm, model, H: np.ndarray):
+    """(B, V) log10 next-word distributions of the history rows H, on rank 0 (None
+    elsewhere). Every rank calls it with the same H."""
+    with comm.phase("sample: ask the owners"):
+        heads, pairs = _answers(comm, model, H)
+        heads = _gather_rows(comm, heads, 5)
+        pairs = _gather_rows(comm, pairs, 2)
+    if comm.rank != 0:
+        return None
+    starts = np.concatenate([[0], np.cumsum(heads[:, 4])]).astype(np.int64)
+    d = np.tile(model.logp[0], (len(H), 1))
+    for i in np.lexsort((heads[:, 1], heads[:, 0])):  # by sentence, then j ascending
+        b, listed, bo = int(heads[i, 0]), heads[i, 2], heads[i, 3]
+        if listed:
+            d[b] += bo
+            w = pairs[starts[i]:starts[i + 1]]
+            d[b, w[:, 0].astype(np.int64)] = w[:, 1]
+    return d
+
+
+def sharded_sample(comm, model, vocab, n: int, max_len: int = 100, temperature: float = 1.0,
+                   seed: int = 0) -> list[np.ndarray] | None:
+    """``NGramModel.sample`` of the sharded model: the sentences on rank 0 (None elsewhere),
+    equal to the one-process model's with the same seed. Every rank calls it."""
+    N = model.order
+    if comm.rank == 0:
+        def ask(histories):
+            H = history_rows(histories, N, vocab.bos_id)
+            comm.bcast(np.array([len(H)], np.int64))
+            comm.bcast(H)
+            return _distributions(comm, model, H)
+        sents = sample_sentences(ask, vocab, n, max_len, temperature, seed)
+        comm.bcast(np.zeros(1, np.int64))  # no more histories: the others stop serving
+        return sents
+    while True:
+        size = comm.bcast(np.zeros(1, np.int64))
+        if size[0] == 0:
+            return None
+        H = comm.bcast(np.empty((int(size[0]), N - 1), np.int64))
+        _distributions(comm, model, H)
