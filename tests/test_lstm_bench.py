@@ -27,3 +27,13 @@ def test_minipar_step_of_the_benchmark_model_learns():
     losses = [bench._minipar_step(model, opt, ids, targets, times) for _ in range(15)]
     assert losses[-1] < losses[0]
     assert all(len(v) == 15 for v in times.values())
+
+
+def test_step_flops_count_every_product_of_forward_and_backward():
+    """B=2, T=3, V=5, E=4, H=6: forward products x W_ih (6 rows, 4 -> 24), h W_hh
+    (6 -> 24), h W_out (6 -> 5), at 2 m n k each; backward twice that (both operands)."""
+    from argparse import Namespace
+    forward = 2 * 6 * 4 * 24 + 2 * 6 * 6 * 24 + 2 * 6 * 6 * 5
+    a = Namespace(batch=2, seq=3, vocab=5, embed=4, hidden=6)
+    assert bench.step_flops(a) == 3 * forward == 9720
+    assert 1e8 < bench.gemm_rate(n=128, repeats=2) < 1e14  # FLOP/s of a real product

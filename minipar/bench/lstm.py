@@ -13,6 +13,15 @@ Threads: ``torch.set_num_threads(N)`` for PyTorch; for NumPy's OpenBLAS the BLAS
 limited with threadpoolctl when it is installed, else the process re-executes itself once
 with OPENBLAS_NUM_THREADS=N in the environment (it must be set before NumPy loads). The
 output says which. Elementwise NumPy work is single-threaded either way.
+
+GEMM-rate fraction: the step's matrix products, counted as 2 m n k each,
+
+    F = 3 * 2 B T (4H (E + H) + H V)       (the forward products, and two per product in
+                                            backward: the gradients of both operands)
+
+over the step's time and this machine's float32 GEMM rate R (the best of 5 products of two
+1024 x 1024 matrices, with the same threads, timed in the same run): fraction = F / (t R).
+It says how much of the step's time goes to arithmetic the BLAS does at full speed.
 """
 
 from __future__ import annotations
@@ -109,6 +118,28 @@ def _minipar_step(model, opt, ids, targets, times):
     return loss.item()
 
 
+def step_flops(a) -> float:
+    """F above: the step's matrix-product FLOPs (embedding lookup and elementwise excluded)."""
+    B, T, V, E, H = a.batch, a.seq, a.vocab, a.embed, a.hidden
+    return 3 * 2 * B * T * (4 * H * (E + H) + H * V)
+
+
+def gemm_rate(n: int = 1024, repeats: int = 5) -> float:
+    """FLOP/s of this process's float32 GEMM: the best of ``repeats`` n x n products."""
+    gen = numpy.random.default_rng(0)
+    x, y = (gen.standard_normal((n, n)).astype(numpy.float32) for _ in range(2))
+    out = numpy.empty((n, n), numpy.float32)
+    numpy.matmul(x, y, out=out)  # warm: threads started, pages touched
+    best = min(_timed(lambda: numpy.matmul(x, y, out=out)) for _ in range(repeats))
+    return 2.0 * n ** 3 / best
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
 def _torch_setup(torch, a):
     torch.manual_seed(a.seed)
     model = torch.nn.ModuleDict({
@@ -172,6 +203,8 @@ def main(argv=None) -> int:
     def ms(xs):
         return round(1e3 * statistics.median(xs), 2)
 
+    rate, flops = gemm_rate(), step_flops(a)
+
     res = {
         "minipar_ms": ms(mp["step"]), "torch_ms": ms(tt["step"]),
         "ratio": round(statistics.median(mp["step"]) / statistics.median(tt["step"]), 3),
@@ -188,6 +221,9 @@ def main(argv=None) -> int:
         "openblas": blas.get("version"), "openblas_kernel": blas.get("architecture"),
         "openblas_coretype_env": os.environ.get("OPENBLAS_CORETYPE"),
         "final_loss": {"minipar": round(loss_mp, 4), "torch": round(loss_t, 4)},
+        "step_gflop": round(flops / 1e9, 4), "gemm_gflops": round(rate / 1e9, 2),
+        "minipar_gemm_fraction": round(flops / (statistics.median(mp["step"]) * rate), 3),
+        "torch_gemm_fraction": round(flops / (statistics.median(tt["step"]) * rate), 3),
     }
     if a.json:
         print(json.dumps(res))
@@ -200,6 +236,10 @@ def main(argv=None) -> int:
     print(f"  CPU time per step: minipar {res['minipar_cpu_ms']} ms, "
           f"torch {res['torch_cpu_ms']} ms")
     print(f"  ratio    {res['ratio']:9.3f}   (minipar / torch)")
+    print(f"  GEMM-rate fraction: minipar {res['minipar_gemm_fraction']:.3f}, torch "
+          f"{res['torch_gemm_fraction']:.3f} ({res['step_gflop']} GFLOP of products per step; "
+          f"this machine's float32 GEMM: {res['gemm_gflops']} GFLOP/s on {a.threads} "
+          f"thread(s))")
     if res["openblas_coretype_env"]:
         print(f"  note: OPENBLAS_CORETYPE={res['openblas_coretype_env']} is set; OpenBLAS "
               f"runs the {res['openblas_kernel']} kernels")
