@@ -171,7 +171,7 @@ class AllreduceSync:
         self.flats = [np.empty(flat_size([self.params[i].data for i in b]), self.dtype)
                       for b in self.buckets]
         self.sent_sparse = 0  # steps whose embedding gradients went as (ids, rows)
-        self.overlap = overlap and (algorithm in ALLREDUCE_STEPS
+        self.overlap = comm.size > 1 and overlap and (algorithm in ALLREDUCE_STEPS
                                     or (algorithm == "mpi" and hasattr(comm, "iallreduce")))
         self._pending = {}  # bucket -> MPI request (overlap with MPI's allreduce)
         self._queue = []    # buckets ready, waiting for the hand-written one in flight
@@ -246,6 +246,10 @@ class AllreduceSync:
         """After backward: launch what is left (in bucket order), wait, and write the summed
         gradients back into every parameter's ``.grad``. Returns ``extra`` summed over the
         ranks (when given)."""
+        if self.comm.size == 1:  # one process: the sum is its own gradient, as it is
+            for i in range(len(self.params)):
+                self._grad(i)
+            return None if extra is None else np.asarray(extra, dtype=self.dtype).copy()
         if extra is not None:
             self._extra = np.asarray(extra, dtype=self.dtype)
         while self._launched < len(self.buckets):
