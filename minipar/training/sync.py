@@ -178,7 +178,7 @@ class AllreduceSync:
         self._flight = None  # the hand-written allreduce in flight
         self._rbuf = np.empty(0, self.dtype)  # its receive buffer (one in flight at a time)
         self._launched = 0
-        self._extra, self._rode = None, False
+        self._extra = None
         self._with_extra = np.empty(0, self.dtype)  # the last bucket with the extra at its end
         if self.overlap:
             where = {i: k for k, b in enumerate(self.buckets) for i in b}
@@ -206,7 +206,6 @@ class AllreduceSync:
             flat = self._with_extra
             flat[n:] = self._extra
             pack(grads, flat[:n], self.comm)
-            self._rode = True
         else:
             pack(grads, flat, self.comm)
         with self.comm.phase("sync"):
@@ -258,7 +257,9 @@ class AllreduceSync:
             self._move_on(wait=True)
         pollers.remove(self._poll)
         summed = None
-        if self._extra is not None and not self._rode:
+        # the extra rode in the last bucket when there is one and no overlap (see _launch)
+        rode = self._extra is not None and bool(self.buckets) and not self.overlap
+        if self._extra is not None and not rode:
             # nothing dense to ride on, or overlap (see _launch): they go on their own
             with self.comm.phase("sync"):
                 self.allreduce(self.comm, self._extra)
@@ -268,7 +269,7 @@ class AllreduceSync:
                 with self.comm.phase("sync"):
                     self.comm.wait(self._pending.pop(k))
             flat = self.flats[k]
-            if k == len(self.buckets) - 1 and self._rode:
+            if k == len(self.buckets) - 1 and rode:
                 summed = self._with_extra[flat.size:].copy()
                 flat = self._with_extra[:flat.size]
             unpack(flat, [self._grad(i) for i in b], comm=self.comm)
@@ -280,7 +281,7 @@ class AllreduceSync:
                 self.sent_sparse += allreduce_rows(self.comm, g, self.allreduce)
             with _staged(self.comm if backend.on_device(grad) else None, "h2d", g.nbytes):
                 self.params[i].grad = backend.from_numpy(g, dtype=self.params[i].dtype)
-        self._launched, self._extra, self._rode = 0, None, False
+        self._launched, self._extra = 0, None
         if self.overlap:
             self._left = [len(b) for b in self.buckets]
         return summed
