@@ -52,6 +52,7 @@ CASES = [
     ("shard-weights-count", ["--shard", "weighted", "--shard-weights", "1,2"], None,
      "--shard-weights has 2 entries for 4 ranks"),
     ("unknown-allreduce", ["--allreduce", "bogus"], None, "unknown allreduce 'bogus'"),
+    ("overlap-shm", ["--allreduce", "shm", "--overlap"], None, "overlap works with the mpi, ring"),
     ("trace-steps-backwards", ["--trace", "--trace-steps", "7-5"], None,
      "--trace-steps must be a step or a range of steps such as 5 or 5-7, got '7-5'"),
     ("config-missing", ["--config", "{d}/nope.toml"], None, "config file not found"),

@@ -16,14 +16,14 @@ import pytest
 
 from mpiutil import run_mpi
 
-HAND = ["naive", "tree", "rd", "ring"]
+HAND = ["naive", "tree", "rd", "ring", "shm"]
 RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
 
 
 def expected_sends(algo: str, p: int, r: int, n: int) -> tuple[int, int]:
     """(messages, elements) rank r sends in one allreduce of n elements, by the formulas in
     the docstrings of ``minipar.comm.collectives``."""
-    if p == 1:
+    if p == 1 or algo == "shm":  # shm: shared memory, no messages
         return 0, 0
     if algo == "ring":
         c = [n // p + (i < n % p) for i in range(p)]
@@ -47,6 +47,7 @@ def worker() -> int:
     from minipar.comm import collectives as C
     from minipar.comm.communicator import init
     from minipar.comm.trace import SENDS
+    from minipar.comm.watchdog import CommTimeout
 
     comm = init(trace=True, check_collectives=True)  # the desync guard checks every call too
     p, r = comm.size, comm.rank
@@ -110,6 +111,22 @@ def worker() -> int:
             expect(got == want, f"{name} n={n}: sent (messages, elements) {got}, formula {want}")
             spans = [e for e in comm.tracer.events if e.kind == "coll"]
             expect(len(spans) == 1 and spans[0].algo == name, f"{name}: one span")
+
+    # shm: the slots grow with the buffer, and a rank that never comes trips the watchdog
+    for n in (10, 5 * 10**5, 10):
+        y = C.allreduce_shm(comm, np.full(n, r + 1.0))
+        expect(np.array_equal(y, np.full(n, p * (p + 1) / 2)), f"shm n={n} after growing")
+    if p > 1:  # on a communicator of its own, whose calls no longer line up afterwards
+        sub = comm.split(0, name="shm-timeout")
+        sub.check_collectives = False
+        C.allreduce_shm(sub, np.ones(3))  # every rank: the slots and pipes are made
+        sub.set_timeout(0.5)
+        if r == 0:
+            try:
+                C.allreduce_shm(sub, np.ones(3))
+                expect(False, "shm without the other ranks returned")
+            except CommTimeout as e:
+                expect("shm allreduce" in str(e), f"shm timeout says {e}")
 
     total = comm.allreduce_obj(len(fails))
     for line in fails:

@@ -194,7 +194,7 @@ def test_hand_written_collectives_on_one_rank(alone):
 
 def test_get_allreduce_names_and_plugins(alone):
     assert C.get_allreduce("ring") is C.allreduce_ring
-    with pytest.raises(ConfigError, match="use mpi, naive, tree, rd, ring or module:function"):
+    with pytest.raises(ConfigError, match="use mpi, naive, tree, rd, ring, shm or module:function"):
         C.get_allreduce("butterfly")
     with pytest.raises(ConfigError, match="no no_such_module_xyz.py in this folder"):
         C.get_allreduce("no_such_module_xyz:f")

@@ -21,12 +21,13 @@ MLP = ["--model", "mlp", "--embed", "4", "--hidden", "8", "--context", "3", "--b
 
 
 def configs(k):
-    runs = [LSTM + ["--allreduce", a] for a in ("mpi", "ring", "tree", "rd", "naive")]
+    runs = [LSTM + ["--allreduce", a] for a in ("mpi", "ring", "tree", "rd", "naive", "shm")]
     runs += [MLP + ["--allreduce", "ring", "--shard", s, "--shard-policy", p]
              for s, p in (("contiguous", "uneven"), ("strided", "drop"), ("contiguous", "pad"))]
     runs += [LSTM + ["--shard", "weighted", "--shard-weights", ",".join(["2"] + ["1"] * (k - 1)),
                      "--allreduce", "rd"]]  # rank 0 holds twice the rows of the others
     runs += [MLP + ["--sync", "ps"]]
+    runs += [MLP + ["--allreduce", "shm", "--shard", "contiguous", "--shard-policy", "uneven"]]
     # overlap: small buckets, so several leave during backward and queue behind each other
     runs += [LSTM + ["--layers", "2", "--overlap", "--allreduce", a, "--bucket-kb", "1"]
              for a in ("mpi", "ring", "tree", "rd", "naive")]

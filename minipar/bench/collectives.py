@@ -1,7 +1,7 @@
 """Allreduce algorithms against MPI's own, in the manner of nccl-tests: time, algbw, busbw, #wrong.
 
     mpiexec -n 4 python -m minipar.bench collectives [--sizes 8,1K,16M,64M] [--iters 20]
-        [--algos mpi,ring,tree,rd,naive] [--dtype float32] [--json]
+        [--algos mpi,ring,tree,rd,naive,shm] [--dtype float32] [--json]
 
 For each message size and algorithm: ``warmup`` untimed calls, then ``iters`` timed calls
 back to back; ``time`` is the median call on the slowest rank (``mean_us`` in ``--json`` is
@@ -84,7 +84,7 @@ def run(argv=None) -> int:
     ap.add_argument("--iters", type=int, default=20, help="timed calls per size at most")
     ap.add_argument("--warmup", type=int, default=2, help="untimed calls first")
     ap.add_argument("--budget", default="512M", help="bytes reduced per size and algorithm")
-    ap.add_argument("--algos", default="mpi,ring,tree,rd,naive",
+    ap.add_argument("--algos", default="mpi,ring,tree,rd,naive,shm",
                     help="names for get_allreduce, or module:function")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--json", action="store_true", help="print the rows as JSON instead")

@@ -100,6 +100,7 @@ class Comm(MPICollectives):
         self._ops = {"sum": M.SUM, "max": M.MAX, "min": M.MIN, "prod": M.PROD}
         self._timeout = None
         self.set_timeout(timeout)
+        self.host_memory = None  # shared slots and pipes of allreduce_shm, made on first use
 
     # ---- configuration -------------------------------------------------------------
     def set_timeout(self, seconds: float | None) -> None:

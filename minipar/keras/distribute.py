@@ -39,7 +39,7 @@ _WORLD: dict = {}  # the one world communicator of this process (MPI starts only
 class Distribute:
     """How ``fit`` runs on several ranks; on one process it changes nothing.
 
-    allreduce      "ring" (default), "tree", "rd", "naive", "mpi" or "module:function"
+    allreduce      "ring" (default), "tree", "rd", "naive", "mpi", "shm" or "module:function"
     sync           "allreduce": gradients summed every step (exact);
                    "average": local SGD, parameters and Adam's state averaged every
                    ``average_every`` steps (not the one-process result)

@@ -51,7 +51,8 @@ class TrainConfig:
     max_chars: int = opt(None, "use only the first lines of the data up to this many "
                                "characters", positive=True)
     sync: str = opt("allreduce", "how replicas stay in step", ("allreduce", "average", "ps"))
-    allreduce: str = opt("ring", "allreduce algorithm: mpi, ring, tree, rd, naive, or "
+    allreduce: str = opt("ring", "allreduce algorithm: mpi, ring, tree, rd, naive, shm "
+                                 "(one host's shared memory, waits that sleep), or "
                                  "module:function (your own)")
     bucket_kb: int = opt(1024, "gradient bucket size in KiB", positive=True)
     overlap: bool = opt(False, "start each bucket's allreduce during backward, as soon "

@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+from minipar.comm.collectives import allreduce_shm
 from minipar.core.errors import Divergence
 from minipar.training import faults
 from minipar.training.evaluate import evaluate
@@ -69,7 +70,10 @@ def train_step(run: Run, batch, state):
                       not math.isfinite(run.last_norm)], dtype=np.float64)
     if not skip:
         with comm.phase("metrics"):
-            comm.allreduce(flags)                                  # global loss, stop requests
+            if run.cfg.allreduce == "shm":  # its sleeping waits serve these numbers too
+                allreduce_shm(comm, flags)                         # global loss, stop requests
+            else:
+                comm.allreduce(flags)
     calls = tracer.events[first:]  # this step's communication calls
     comm_s = _inside_calls(calls, after=t0)
     optim_s = max(sync_s - _inside_calls(calls, after=t0, before=t0 + sync_s), 0.0)

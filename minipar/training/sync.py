@@ -161,6 +161,9 @@ class AllreduceSync:
                  sparse: bool = True):
         self.comm, self.params = comm, list(params)
         self.allreduce = get_allreduce(algorithm)
+        if overlap and algorithm not in ALLREDUCE_STEPS and algorithm != "mpi":
+            raise ConfigError(f"overlap works with the mpi, ring, tree, rd and naive "
+                              f"allreduces, not {algorithm!r}, which runs whole when called")
         self.algorithm = algorithm
         self.sparse = [i for i, p in enumerate(self.params) if sparse
                        and getattr(p, "sparse_grad", False) and p.data.nbytes >= SPARSE_MIN_BYTES]
