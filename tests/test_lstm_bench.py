@@ -37,3 +37,47 @@ def test_step_flops_count_every_product_of_forward_and_backward():
     a = Namespace(batch=2, seq=3, vocab=5, embed=4, hidden=6)
     assert bench.step_flops(a) == 3 * forward == 9720
     assert 1e8 < bench.gemm_rate(n=128, repeats=2) < 1e14  # FLOP/s of a real product
+
+
+# ---- bench parity: every model against PyTorch ------------------------------------------
+
+def test_parity_missing_torch_and_bad_models_are_one_clear_line(monkeypatch, capsys):
+    import pytest
+
+    from minipar.bench import parity
+    monkeypatch.setitem(sys.modules, "torch", None)
+    assert parity.main(["--steps", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "torch" in err[0].lower()
+    with pytest.raises(SystemExit) as e:
+        parity.main(["--models", "char,gpt"])
+    assert e.value.code == 2 and "unknown gpt" in capsys.readouterr().err
+
+
+def test_parity_minipar_steps_learn_on_every_model():
+    from minipar.bench import parity
+    for name in parity.MODELS:
+        backend.seed(0)
+        with backend.dtype_scope("float32"):
+            step = parity._minipar_step(parity._shapes(name))
+            losses = [step() for _ in range(4)]
+        assert losses[-1] < losses[0], (name, losses)
+
+
+def test_parity_table_counts_cells_and_warns_of_slow_blas_settings(monkeypatch, capsys):
+    import types
+
+    from minipar.bench import parity
+    monkeypatch.setitem(sys.modules, "torch", types.ModuleType("torch"))
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    fake = {"kernel": "Haswell", "numpy": "2", "torch": "2.13"}
+
+    def run(a, n):
+        return dict(fake, rows=[{"model": "char", "threads": n, "minipar_ms": 2.0 * n,
+                                 "torch_ms": 3.0, "ratio": 2.0 * n / 3.0}])
+    monkeypatch.setattr(parity, "_run_threads", run)
+    assert parity.main(["--models", "char"]) == 0
+    out = capsys.readouterr().out
+    assert "at or below 1.0x PyTorch: 1 of 2 cells" in out
+    assert "OpenBLAS kernel Haswell" in out
+    assert "warning: OPENBLAS_CORETYPE=Haswell is set" in out
