@@ -38,7 +38,7 @@ def test_json_rows_on_two_ranks():
     proc = run_mpi(2, ["-m", "minipar.bench", "collectives", "--sizes", "8,1K,3000",
                        "--iters", "2", "--warmup", "1", "--json"], timeout=60)
     rows = json.loads(proc.stdout)
-    assert {r["algo"] for r in rows} == {"mpi", "ring", "tree", "rd", "naive"}
+    assert {r["algo"] for r in rows} == {"mpi", "ring", "tree", "rd", "naive", "shm"}
     assert sorted({r["bytes"] for r in rows}) == [8, 1024, 3000]
     for r in rows:
         assert r["wrong"] == 0 and r["time_us"] > 0

@@ -16,7 +16,8 @@ import pytest
 
 from mpiutil import run_mpi
 
-HAND = ["naive", "tree", "rd", "ring", "shm"]
+MESSAGES = ["naive", "tree", "rd", "ring"]  # over point-to-point messages
+HAND = MESSAGES + ["shm"]                  # and through shared memory (MPI only)
 RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
 
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from minipar.comm import collectives as C
 from minipar.comm.spans import NOOP
-from test_collectives_mpi import HAND, expected_sends
+from test_collectives_mpi import MESSAGES as HAND, expected_sends  # shm needs MPI
 
 
 class SimWorld:
