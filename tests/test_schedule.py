@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from minipar.planning.actions import PlanError
 from minipar.planning.policies import (assign_grid, balanced_shards, block, list_schedule, lpt,
-                                       make_plan, round_robin)
+                                       make_plan, padded, round_robin)
 from minipar.planning.plan import critical_path, lower_bound
 from minipar.planning.simulate import simulate
 from minipar.data.synthetic import heavy_tail
@@ -44,6 +44,35 @@ def test_lpt_within_graham_bound_of_optimum(costs, p):
     assert plan.makespan >= opt - 1e-9 >= plan.lower_bound - 1e-9
     for other in (block(costs, p), round_robin(costs, p)):
         assert other.makespan >= opt - 1e-9
+
+
+def padded_time(costs, ranks_tasks):
+    """max over ranks of (rows) x (longest row): rows padded to the longest on their rank."""
+    return max((len(ts) * max(costs[t] for t in ts) if ts else 0) for ts in ranks_tasks)
+
+
+@settings(max_examples=80, deadline=None)
+@given(costs=costs_st, p=st.integers(min_value=2, max_value=3))
+def test_padded_is_the_optimum_of_padded_time(costs, p):
+    best = min(padded_time(costs, [[t for t in range(len(costs)) if a[t] == r] for r in range(p)])
+               for a in itertools.product(range(p), repeat=len(costs)))
+    plan = padded(costs, p)
+    got = [plan.tasks(r) for r in range(p)]
+    assert sorted(t for ts in got for t in ts) == list(range(len(costs)))
+    assert padded_time(costs, got) == best
+    for other in (lpt(costs, p), block(costs, p)):
+        assert padded_time(costs, [other.tasks(r) for r in range(p)]) >= best
+    if len(costs) >= p:  # every rank gets rows
+        assert all(got)
+
+
+def test_padded_gives_the_longest_row_fewer_companions():
+    costs = [100, 90, 50, 50, 50, 50, 50, 50]
+    plan = padded(costs, 2)
+    assert [plan.tasks(r) for r in range(2)] == [[0, 1, 2], [3, 4, 5, 6, 7]]
+    assert padded_time(costs, [plan.tasks(0), plan.tasks(1)]) == 300  # 3 x 100, 5 x 50
+    assert padded_time(costs, [block(costs, 2).tasks(r) for r in range(2)]) == 400
+    assert padded(costs, 2).tasks(0) == plan.tasks(0)  # the same plan every time
 
 
 @pytest.mark.parametrize("p", [2, 3, 4])

@@ -17,6 +17,7 @@ DRIVER = str(ROOT / "tests" / "drivers" / "train_runs.py")
 BASE = ["--dtype", "float64", "--max-chars", "6000", "--steps", "3", "--lr", "0.01",
         "--sample-chars", "0", "--comm-timeout", "60"]
 LSTM = ["--model", "lstm", "--embed", "6", "--hidden", "8", "--seq-len", "5", "--batch-size", "6"]
+CLF = ["--model", "classifier", "--embed", "4", "--hidden", "6", "--batch-size", "9"]
 MLP = ["--model", "mlp", "--embed", "4", "--hidden", "8", "--context", "3", "--batch-size", "7"]
 
 
@@ -27,6 +28,7 @@ def configs(k):
     runs += [LSTM + ["--shard", "weighted", "--shard-weights", ",".join(["2"] + ["1"] * (k - 1)),
                      "--allreduce", "rd"]]  # rank 0 holds twice the rows of the others
     runs += [MLP + ["--sync", "ps"]]
+    runs += [CLF + ["--shard", "balanced"]]  # rows padded per rank: the padded scheduler
     runs += [MLP + ["--allreduce", "shm", "--shard", "contiguous", "--shard-policy", "uneven"]]
     # overlap: small buckets, so several leave during backward and queue behind each other
     runs += [LSTM + ["--layers", "2", "--overlap", "--allreduce", a, "--bucket-kb", "1"]

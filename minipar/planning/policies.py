@@ -4,7 +4,8 @@ Every rank computes the same plan from the same inputs (no coordinator, no messa
 are broken by task id and rank, so ``mpiexec -n 4`` ranks agree on the plan without talking.
 
 Policies: ``block`` (contiguous, equal counts), ``round_robin`` (task i on rank i mod p),
-``lpt`` (longest processing time first: C <= (4/3 - 1/(3p)) C_opt, Graham 1969) and
+``lpt`` (longest processing time first: C <= (4/3 - 1/(3p)) C_opt, Graham 1969), ``padded``
+(LPT when a rank's rows are padded to its longest, so its time is rows x longest) and
 ``list_schedule`` for task graphs (highest bottom level first, earliest start rank).
 ``get_scheduler`` hands out one of them by name, or a student's ``module:function``
 (checked: every task once, one list per rank).
@@ -60,6 +61,44 @@ def lpt(costs, p: int) -> Plan:
     return _from_assignment(costs, p, owned, "lpt")
 
 
+def padded(costs, p: int) -> Plan:
+    """The best plan when a rank's rows are padded to its longest (the classifier's batches):
+    a rank holding rows R takes T_r = |R| * max_{t in R} c_t, and the plan minimises
+    max_r T_r exactly.
+
+    Sort the rows longest first. Some best plan gives each rank a run of that order: if
+    ranks are numbered by their longest row M_1 >= M_2 >= ..., every row longer than M_k
+    lies on ranks 1..k-1, so handing rank 1 the first n_1 rows, rank 2 the next n_2 and so
+    on never raises a rank's longest row. A time T is reachable when runs, each as long as
+    its first row allows (floor(T / c_first) rows), cover the rows with at most p runs;
+    bisection finds the least such T. Ranks left without a run get halves of the longest
+    runs (halving never slows a run). Ties: lower task id first.
+    """
+    costs = check_costs(costs, p)
+    order = sorted(range(len(costs)), key=lambda i: (-costs[i], i))
+    c = [float(costs[t]) for t in order]
+
+    def runs(limit):
+        out, i = [], 0
+        while i < len(c) and len(out) <= p:
+            k = len(c) - i if c[i] <= 0 else int(limit / c[i] * (1 + 1e-12))
+            out.append([i, i + min(max(k, 1), len(c) - i)])
+            i = out[-1][1]
+        return out
+
+    lo, hi = 0.0, len(c) * (c[0] if c else 0.0)
+    for _ in range(60):  # a pure function of the costs: every rank finds the same T
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if len(runs(mid)) <= p else (mid, hi)
+    segs = runs(hi)
+    while len(segs) < p and any(b - a > 1 for a, b in segs):
+        k = max(range(len(segs)), key=lambda q: (segs[q][1] - segs[q][0], -q))
+        a, b = segs[k]
+        segs[k:k + 1] = [[a, (a + b + 1) // 2], [(a + b + 1) // 2, b]]
+    owned = [[order[i] for i in range(a, b)] for a, b in segs] + [[]] * (p - len(segs))
+    return _from_assignment(costs, p, owned, "padded")
+
+
 def list_schedule(costs, deps, p: int, nbytes=0, alpha: float = 0.0, beta: float = 0.0) -> Plan:
     """List scheduling of a task graph (HLFET): repeatedly take the ready task with the
     highest bottom level b(v) = c_v + max_{v->w} b(w) and place it on the rank where it can
@@ -111,6 +150,8 @@ def list_schedule(costs, deps, p: int, nbytes=0, alpha: float = 0.0, beta: float
 
 
 POLICIES = {"block": block, "round_robin": round_robin, "lpt": lpt}
+# for --shard balanced; not in POLICIES, whose plans are judged by summed cost
+SHARD_POLICIES = {**POLICIES, "padded": padded}
 
 
 def make_plan(costs, p: int, policy: str = "lpt", deps=None) -> Plan:
@@ -145,7 +186,7 @@ def assign_grid(jobs, p: int, costs=None) -> list[list[int]]:
     return balanced_shards(costs, p)
 
 
-SCHEDULERS = ("lpt", "block", "round_robin")
+SCHEDULERS = ("lpt", "padded", "block", "round_robin")
 
 
 def plan_tasks(result, p: int, n: int) -> list[list[int]]:
@@ -182,7 +223,7 @@ def get_scheduler(name: str):
         policy = name
 
         def builtin(costs, p):
-            return make_plan(costs, p, policy)
+            return SHARD_POLICIES[policy](costs, p)
         func = builtin
     else:
         func = load_callable(name, "scheduler")

@@ -58,12 +58,15 @@ class TrainConfig:
     overlap: bool = opt(False, "start each bucket's allreduce during backward, as soon "
                                "as its gradients are ready (any built-in algorithm)")
     average_every: int = opt(4, "--sync average: average parameters every k steps", positive=True)
-    shard: str = opt("contiguous", "how data is split across ranks",
+    shard: str = opt(None, "how data is split across ranks (default: balanced for the "
+                           "classifier, whose rows are padded, contiguous otherwise)",
                      ("contiguous", "strided", "balanced", "weighted"))
     shard_policy: str = opt("uneven", "what to do with uneven shards", ("uneven", "drop", "pad"))
     shard_weights: str = opt(None, "--shard weighted: comma-separated share per rank, e.g. 2,1")
-    scheduler: str = opt("lpt", "--shard balanced: how rows are balanced: lpt, block, "
-                                "round_robin, or module:function (your own plan(costs, p))")
+    scheduler: str = opt(None, "--shard balanced: how rows are balanced: lpt, padded (a "
+                               "rank's rows padded to its longest; the classifier's default, "
+                               "lpt otherwise), block, round_robin, or module:function (your "
+                               "own plan(costs, p))")
     batch_size: int = per_model("global batch size (rows or examples, over all ranks)",
                                 positive=True)
     seq_len: int = opt(64, "LSTM: tokens per truncated-BPTT window", positive=True)

@@ -43,6 +43,8 @@ def setup(comm, cfg) -> Run:
         raise ConfigError(str(exc)) from None
     backend.set_default_dtype(cfg.dtype)
     task = get_task(cfg.model)
+    if cfg.shard is None:  # padded rows: balancing their cost pays (docs/benchmarks.md)
+        cfg.shard = "balanced" if task.kind in ("classifier", "bow") else "contiguous"
     tcfg = task_config(cfg)
     check_shard_weights(cfg, comm.size)
     if tcfg.batch_size < comm.size:
@@ -55,7 +57,12 @@ def setup(comm, cfg) -> Run:
         raise ConfigError(f"the training data fills a batch with only {first} rows "
                           f"(examples or streams) for {comm.size} ranks: every rank needs at "
                           f"least one; use fewer ranks or more data")
-    scheduler = get_scheduler(cfg.scheduler) if cfg.shard == "balanced" else None
+    scheduler = None
+    if cfg.shard == "balanced":
+        # the classifier pads a rank's rows to its longest: its time is rows x longest
+        cfg.scheduler = cfg.scheduler or ("padded" if task.kind in ("classifier", "bow")
+                                          else "lpt")
+        scheduler = get_scheduler(cfg.scheduler)
     model = task.build_model(tcfg, len(data.vocab))
     broadcast_parameters(comm, model.parameters())
     # Each rank draws its own dropout masks from here on (one process would draw different
@@ -89,6 +96,8 @@ def _header(run: Run) -> None:
     rows = [len(r) for r in Sharder(t.batch_size, c.size, cfg.shard if cfg.shard != "balanced"
                                     else "contiguous", cfg.shard_policy,
                                     weights=cfg.weights()).all_shards()]
+    if cfg.shard == "balanced":  # the rows follow each batch's costs
+        rows = f"{rows} (balanced per batch by {cfg.scheduler})"
     print(f"minipar: {c.size} rank{'s' if c.size > 1 else ''} ({c.library}); "
           f"{t.model} model, {run.model.num_parameters():,} parameters, {cfg.dtype}", flush=True)
     print(f"data: {run.data.info.get('summary', t.data or 'built-in')}", flush=True)
