@@ -44,3 +44,26 @@ def test_json_rows_on_two_ranks():
         assert r["wrong"] == 0 and r["time_us"] > 0
         assert abs(r["busbw_gbps"] - r["algbw_gbps"] * 2 * (2 - 1) / 2) < 1e-12
         assert abs(r["algbw_gbps"] - r["bytes"] / r["time_us"] / 1e3) < 1e-9
+
+
+def test_scaling_targets_ratios_and_baselines(monkeypatch, capsys):
+    """--targets: one process on one BLAS thread and on all, then 2 and 4 ranks; the ratios
+    are read off those four runs (run_point stands in for the mpiexec runs)."""
+    from minipar.bench import scaling
+    seen = []
+    rate = {(1, "1"): 100.0, (1, None): 150.0, (2, "1"): 190.0, (4, "1"): 170.0}
+
+    def fake(model, ranks, steps, extra, env=None):
+        seen.append((model, ranks, steps, env.get("OPENBLAS_NUM_THREADS")))
+        return {"tokens_per_s": rate[(ranks, env.get("OPENBLAS_NUM_THREADS"))]}
+    monkeypatch.setattr(scaling, "run_point", fake)
+    assert scaling.main(["--targets", "--models", "lstm,mlp"]) == 0
+    assert [s[:3] for s in seen[:4]] == [("lstm", 1, 200), ("lstm", 1, 200), ("lstm", 2, 200),
+                                          ("lstm", 4, 200)]
+    assert seen[4][2] == 1000  # the MLP's 2 ms steps need more of them
+    out = capsys.readouterr().out
+    lstm = next(line for line in out.splitlines() if line.startswith("lstm"))
+    # E(2) 190 / 200, p=2 over every core 190 / 150, p=4 over p=2 170 / 190
+    assert "0.95 ok" in lstm and "1.27 --" in lstm and "0.89 --" in lstm
+    mlp = next(line for line in out.splitlines() if line.startswith("mlp"))
+    assert "0.95 ok" in mlp  # E(2) against the MLP's own target, 0.75

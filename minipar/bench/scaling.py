@@ -1,6 +1,7 @@
 """Data-parallel scaling: tokens/s of ``minipar.train`` on 1, 2, 4 ranks, and efficiency.
 
     python -m minipar.bench scaling [--models lstm,mlp] [--ranks 1,2,4] [--steps 60] [--json]
+    python -m minipar.bench scaling --targets [--models lstm,mlp,classifier]
         [--predict 10GbE --to 64 --plot docs/img/scaling-predicted.png]
 
 Each point is one ``mpiexec -n P python -m minipar.train --model M --steps S`` run with the
@@ -33,12 +34,12 @@ import tempfile
 from minipar.comm import launch
 
 
-def run_point(model: str, ranks: int, steps: int, extra: list[str]) -> dict:
+def run_point(model: str, ranks: int, steps: int, extra: list[str], env=None) -> dict:
     out = tempfile.mkdtemp(prefix=f"minipar-scaling-{model}-{ranks}-")
     cmd = [launch.find_mpiexec(), "-n", str(ranks), sys.executable, "-m", "minipar.train",
            "--model", model,
            "--steps", str(steps), "--out", out, "--quiet", "--sample-chars", "0", *extra]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"minipar: error: {' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
     with open(os.path.join(out, "summary.json"), encoding="utf-8") as f:
@@ -49,6 +50,41 @@ def run_point(model: str, ranks: int, steps: int, extra: list[str]) -> dict:
             "train_s": s["train_s"], "comm_share": comm / s["train_s"] if s["train_s"] else 0.0,
             "command": f"mpiexec -n {ranks} python -m minipar.train --model {model} "
                        f"--steps {steps} {' '.join(extra)}".strip()}
+
+
+# issue targets: E(2) on a one-thread baseline, p=2 over one process on every core, p=4
+# over p=2; steps long enough for a stable rate on this machine (the MLP's step is 2 ms)
+TARGET_E2 = {"lstm": 0.90, "classifier": 0.90, "mlp": 0.75}
+TARGET_STEPS = {"lstm": 200, "classifier": 150, "mlp": 1000}
+
+
+def targets(models, steps, extra) -> list[dict]:
+    """Per model: one process on one BLAS thread and on all of them, then 2 and 4 ranks
+    (one BLAS thread each, as minipar sets them), and the three ratios with their targets."""
+    one = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    every = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    out = []
+    for m in models:
+        n = steps or TARGET_STEPS.get(m, 200)
+        t1, tall, t2, t4 = (run_point(m, p, n, extra, env)["tokens_per_s"]
+                            for p, env in ((1, one), (1, every), (2, one), (4, one)))
+        out.append({"model": m, "steps": n, "one_thread": t1, "all_threads": tall, "p2": t2,
+                    "p4": t4, "e2": t2 / (2 * t1), "e2_target": TARGET_E2.get(m, 0.90),
+                    "p2_over_threads": t2 / tall, "p4_over_p2": t4 / t2})
+    return out
+
+
+def print_targets(rows) -> None:
+    print(f"{'model':<11} {'1 proc 1 thr':>12} {'1 proc all':>11} {'p=2':>10} {'p=4':>10}  "
+          f"{'E(2)':>11}  {'p2 / 1 proc all':>15}  {'p4 / p2':>9}")
+    for r in rows:
+        def mark(v, t):
+            return f"{v:.2f} {'ok' if v >= t else '--'}"
+        print(f"{r['model']:<11} {r['one_thread']:>12,.0f} {r['all_threads']:>11,.0f} "
+              f"{r['p2']:>10,.0f} {r['p4']:>10,.0f}  {mark(r['e2'], r['e2_target']):>11}  "
+              f"{mark(r['p2_over_threads'], 1.5):>15}  {mark(r['p4_over_p2'], 0.9):>9}")
+    print("targets: E(2) >= 0.90 (MLP 0.75), p=2 >= 1.5x one process on every core, "
+          "p=4 >= 0.9x p=2; ok = met")
 
 
 def predict(model: str, ranks, network: str, calibration=None) -> list[dict]:
@@ -94,7 +130,8 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="lstm,mlp")
     ap.add_argument("--ranks", default="1,2,4")
-    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--steps", type=int, help="training steps per run (60; with --targets: "
+                    "lstm 200, classifier 150, mlp 1000)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--predict", metavar="NETWORK", help="also the advisor's prediction on "
                     "this named network (10GbE, 100Gb-IB, alpha=..,beta=..)")
@@ -102,8 +139,19 @@ def main(argv=None) -> int:
     ap.add_argument("--calibration", help="--predict: this machine's calibration, or "
                     "P=PATH,... (default: the saved one)")
     ap.add_argument("--plot", help="--predict: write the picture here")
+    ap.add_argument("--targets", action="store_true", help="the scaling targets: one "
+                    "process on one BLAS thread and on all, 2 and 4 ranks, and the three "
+                    "ratios")
     ap.add_argument("extra", nargs="*", help="more minipar.train options (after --)")
     a = ap.parse_args(argv)
+    if a.targets:
+        rows = targets(a.models.split(","), a.steps, a.extra)
+        if a.json:
+            print(json.dumps(rows, indent=1))
+        else:
+            print_targets(rows)
+        return 0
+    a.steps = a.steps or 60
     rows = []
     for model in a.models.split(","):
         base = None
