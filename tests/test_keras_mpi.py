@@ -37,7 +37,7 @@ def _close(a, b, what):
 
 @pytest.mark.mpi
 @pytest.mark.parametrize("ranks,algorithm", [(2, "ring"), (3, "ring"), (4, "tree"), (3, "mpi"),
-                                             (2, "ring+overlap"), (4, "rd+overlap")])
+                                             (2, "ring+overlap"), (4, "rd+overlap"), (3, "shm")])
 def test_k_ranks_equal_one_process(tmp_path, one_process, ranks, algorithm):
     w1, r1, p1 = one_process
     wk, rk, pk = _run(tmp_path, ranks, algorithm)
