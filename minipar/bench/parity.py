@@ -84,6 +84,17 @@ def _data(s: dict, seed: int = 0):
     return ids, gen.integers(0, s["V"], (s["B"], s["T"]))
 
 
+def _step_of(opt, loss):
+    """zero_grad, forward and loss, backward, update: the same four calls in both frameworks."""
+    def step():
+        opt.zero_grad()
+        out = loss()
+        out.backward()
+        opt.step()
+        return out.item()
+    return step
+
+
 def _minipar_step(s: dict):
     import numpy as np
 
@@ -109,15 +120,7 @@ def _minipar_step(s: dict):
 
         def loss():
             return model.loss(x, y, reduction="mean")
-    opt = Adam(model.parameters(), lr=1e-3)
-
-    def step():
-        opt.zero_grad()
-        out = loss()
-        out.backward()
-        opt.step()
-        return out.item()
-    return step
+    return _step_of(Adam(model.parameters(), lr=1e-3), loss)
 
 
 def _torch_step(torch, s: dict):
@@ -143,15 +146,7 @@ def _torch_step(torch, s: dict):
                 return F.binary_cross_entropy_with_logits(model["head"](out[:, -1]).reshape(-1),
                                                           y)
             return F.cross_entropy(model["head"](out.reshape(-1, s["H"])), y.reshape(-1))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-
-    def step():
-        opt.zero_grad()
-        out = loss()
-        out.backward()
-        opt.step()
-        return out.item()
-    return step
+    return _step_of(torch.optim.Adam(model.parameters(), lr=1e-3), loss)
 
 
 # ---- one thread count, in its own process -----------------------------------------------
