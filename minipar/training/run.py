@@ -43,8 +43,11 @@ def setup(comm, cfg) -> Run:
         raise ConfigError(str(exc)) from None
     backend.set_default_dtype(cfg.dtype)
     task = get_task(cfg.model)
-    if cfg.shard is None:  # padded rows: balancing their cost pays (docs/benchmarks.md)
-        cfg.shard = "balanced" if task.kind in ("classifier", "bow") else "contiguous"
+    # the classifier pads a rank's rows to its longest: its time is rows x longest, and
+    # balancing that cost pays (docs/benchmarks.md, "Padded rows balanced")
+    padded_rows = task.kind in ("classifier", "bow")
+    if cfg.shard is None:
+        cfg.shard = "balanced" if padded_rows else "contiguous"
     tcfg = task_config(cfg)
     check_shard_weights(cfg, comm.size)
     if tcfg.batch_size < comm.size:
@@ -59,9 +62,7 @@ def setup(comm, cfg) -> Run:
                           f"least one; use fewer ranks or more data")
     scheduler = None
     if cfg.shard == "balanced":
-        # the classifier pads a rank's rows to its longest: its time is rows x longest
-        cfg.scheduler = cfg.scheduler or ("padded" if task.kind in ("classifier", "bow")
-                                          else "lpt")
+        cfg.scheduler = cfg.scheduler or ("padded" if padded_rows else "lpt")
         scheduler = get_scheduler(cfg.scheduler)
     model = task.build_model(tcfg, len(data.vocab))
     broadcast_parameters(comm, model.parameters())
