@@ -84,3 +84,18 @@ def test_balanced_uses_a_plugged_in_scheduler():
     assert [s.tolist() for s in lpt.all_shards()] == [[0], [1, 2, 3, 4, 5]]
     with pytest.raises(ConfigError, match="no function"):
         get_scheduler("minipar.training.shard:nothing")
+
+
+def test_the_classifier_balances_padded_time_unless_told_otherwise(tmp_path):
+    from minipar.comm.communicator import init
+    from minipar.training.config import parse_args
+    from minipar.training.run import setup
+
+    def cfg_of(*argv):
+        run = setup(init(), parse_args([*argv, "--steps", "1", "--quiet", "--out",
+                                        str(tmp_path / str(len(list(tmp_path.iterdir()))))]))
+        return run.cfg.shard, run.cfg.scheduler, run.scheduler is not None
+    assert cfg_of("--model", "classifier") == ("balanced", "padded", True)
+    assert cfg_of("--model", "classifier", "--scheduler", "lpt") == ("balanced", "lpt", True)
+    assert cfg_of("--model", "classifier", "--shard", "contiguous")[::2] == ("contiguous", False)
+    assert cfg_of("--model", "lstm", "--max-chars", "5000")[::2] == ("contiguous", False)
