@@ -67,3 +67,6 @@ def test_scaling_targets_ratios_and_baselines(monkeypatch, capsys):
     assert "0.95 ok" in lstm and "1.27 --" in lstm and "0.89 --" in lstm
     mlp = next(line for line in out.splitlines() if line.startswith("mlp"))
     assert "0.95 ok" in mlp  # E(2) against the MLP's own target, 0.75
+    seen.clear()
+    rows = scaling.targets(["lstm"], 5, [], repeat=3)  # the four runs three times over
+    assert [s[1] for s in seen] == [1, 1, 2, 4] * 3 and rows[0]["p2"] == 190.0

@@ -1,7 +1,7 @@
 """Data-parallel scaling: tokens/s of ``minipar.train`` on 1, 2, 4 ranks, and efficiency.
 
     python -m minipar.bench scaling [--models lstm,mlp] [--ranks 1,2,4] [--steps 60] [--json]
-    python -m minipar.bench scaling --targets [--models lstm,mlp,classifier]
+    python -m minipar.bench scaling --targets [--models lstm,mlp,classifier] [--repeat 3]
         [--predict 10GbE --to 64 --plot docs/img/scaling-predicted.png]
 
 Each point is one ``mpiexec -n P python -m minipar.train --model M --steps S`` run with the
@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -58,19 +59,24 @@ TARGET_E2 = {"lstm": 0.90, "classifier": 0.90, "mlp": 0.75}
 TARGET_STEPS = {"lstm": 200, "classifier": 150, "mlp": 1000}
 
 
-def targets(models, steps, extra) -> list[dict]:
+def targets(models, steps, extra, repeat: int = 1) -> list[dict]:
     """Per model: one process on one BLAS thread and on all of them, then 2 and 4 ranks
-    (one BLAS thread each, as minipar sets them), and the three ratios with their targets."""
+    (one BLAS thread each, as minipar sets them), and the three ratios with their targets.
+    With ``repeat`` the four runs are made that many times in turn, and each point is the
+    median of its runs (the ratios are of the medians)."""
     one = dict(os.environ, OPENBLAS_NUM_THREADS="1")
     every = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    points = ((1, one), (1, every), (2, one), (4, one))
     out = []
     for m in models:
         n = steps or TARGET_STEPS.get(m, 200)
-        t1, tall, t2, t4 = (run_point(m, p, n, extra, env)["tokens_per_s"]
-                            for p, env in ((1, one), (1, every), (2, one), (4, one)))
-        out.append({"model": m, "steps": n, "one_thread": t1, "all_threads": tall, "p2": t2,
-                    "p4": t4, "e2": t2 / (2 * t1), "e2_target": TARGET_E2.get(m, 0.90),
-                    "p2_over_threads": t2 / tall, "p4_over_p2": t4 / t2})
+        runs = [[run_point(m, p, n, extra, env)["tokens_per_s"] for p, env in points]
+                for _ in range(repeat)]
+        t1, tall, t2, t4 = (statistics.median(col) for col in zip(*runs))
+        out.append({"model": m, "steps": n, "repeat": repeat, "one_thread": t1,
+                    "all_threads": tall, "p2": t2, "p4": t4, "e2": t2 / (2 * t1),
+                    "e2_target": TARGET_E2.get(m, 0.90), "p2_over_threads": t2 / tall,
+                    "p4_over_p2": t4 / t2})
     return out
 
 
@@ -142,10 +148,14 @@ def main(argv=None) -> int:
     ap.add_argument("--targets", action="store_true", help="the scaling targets: one "
                     "process on one BLAS thread and on all, 2 and 4 ranks, and the three "
                     "ratios")
+    ap.add_argument("--repeat", type=int, default=1, help="--targets: runs of each point; "
+                    "the median is used (1)")
     ap.add_argument("extra", nargs="*", help="more minipar.train options (after --)")
     a = ap.parse_args(argv)
     if a.targets:
-        rows = targets(a.models.split(","), a.steps, a.extra)
+        if a.repeat < 1:
+            ap.error("--repeat must be at least 1")
+        rows = targets(a.models.split(","), a.steps, a.extra, a.repeat)
         if a.json:
             print(json.dumps(rows, indent=1))
         else:
