@@ -83,7 +83,11 @@ model.fit(np.zeros((40, 5), dtype=np.int64), np.zeros(39), epochs=1, verbose=0)
 ])
 def test_bad_input_stops_every_rank_with_one_line(tmp_path, body, expect):
     proc = run_mpi(3, [_script(tmp_path, body)], timeout=60, check=False)
-    assert proc.returncode == 2, proc.stderr
+    # Every rank exits with 2 at once; under load mpiexec (hydra) now and then reports one
+    # of them as killed instead (exit 9, its banner on stdout): a race in ending the job,
+    # seen in about 1 of 10 runs beside CPU-bound work, with the same one line on stderr
+    killed = proc.returncode == 9 and "BAD TERMINATION" in proc.stdout
+    assert proc.returncode == 2 or killed, proc.stdout + proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, proc.stderr  # one line for the whole job, not one per rank
     assert lines[0].startswith("minipar: error: ") and expect in lines[0]
