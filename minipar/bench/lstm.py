@@ -35,6 +35,7 @@ import time
 
 import numpy
 
+from minipar.bench import import_torch
 from minipar.core import backend
 from minipar.autograd import ops
 from minipar.nn.basic import Embedding, Linear
@@ -167,11 +168,8 @@ def _torch_setup(torch, a):
 
 def main(argv=None) -> int:
     a = _parse(sys.argv[1:] if argv is None else argv)
-    try:
-        import torch
-    except ImportError:
-        print("bench lstm: PyTorch is not installed; pip install torch==2.13.0 "
-              "(or 'minipar[bench]')", file=sys.stderr)
+    torch = import_torch("lstm")
+    if torch is None:
         return 2
     how, blas = _limit_blas(a.threads)
     torch.set_num_threads(a.threads)

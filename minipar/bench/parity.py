@@ -33,6 +33,8 @@ import subprocess
 import sys
 import time
 
+from minipar.bench import import_torch
+
 MODELS = ("char", "word", "classifier", "mlp32", "mlp512")
 SLOWING = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
@@ -213,11 +215,7 @@ def _run_threads(a, n: int) -> dict:
 
 def main(argv=None) -> int:
     a = _parse(sys.argv[1:] if argv is None else argv)
-    try:
-        import torch  # noqa: F401  (checked here, used by the workers)
-    except ImportError:
-        print("bench parity: PyTorch is not installed; pip install torch==2.13.0 "
-              "(or 'minipar[bench]')", file=sys.stderr)
+    if import_torch("parity") is None:  # checked here, used by the workers
         return 2
     if a.worker:
         return worker(a)
