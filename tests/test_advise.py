@@ -73,6 +73,38 @@ def test_one_rank_per_core_versus_ranks_sharing_two_cores():
     assert alone.best[4].efficiency > 0.9 > 0.6 > shared.best[4].efficiency
 
 
+def test_shm_and_overlap_rows_priced_where_they_can_run():
+    w = _model(70_000, batch=256, per_row=1e-5)
+    shm_pts = [(1024, 1e-4), (1 << 20, 4e-4)]  # cheaper than any message here
+    params = cm.CostParams(alpha=1e-4, beta=1e-9, gamma=5e-11, shm={4: shm_pts})
+    host = Network("this host", params, "test", cores=2)
+    advice = adv.advise(w, [2, 4], host)
+    at = {(r.method, r.ranks): r for r in advice.rows}
+    assert advice.best[4].method == "allreduce shm"
+    assert at[("allreduce shm", 4)].bytes_sent == 0
+    assert at[("allreduce shm", 4)].comm == pytest.approx(
+        cm.allreduce_time("shm", 4, w.grad_bytes, params)
+        + cm.allreduce_time("shm", 4, 24, params))
+    assert ("allreduce ring +overlap", 4) in at and ("allreduce mpi +overlap (assumed)", 4) in at
+    skipped = {(m, p): why for m, p, why in advice.skipped}
+    assert "none was made at p=2" in skipped[("allreduce shm", 2)]
+    network = adv.advise(w, [4], Network("net", params, "test"))  # one rank per core, hosts
+    assert "one host" in {(m, p): why for m, p, why in network.skipped}[("allreduce shm", 4)]
+
+
+def test_measured_lines_name_the_fastest_exact_run():
+    from minipar.planning.advise_report import measured_lines
+
+    advice = adv.advise(_model(1000, batch=64, per_row=1e-3), [2], _net(1e-6, 1e-10))
+    best = advice.best[2].method
+    other = next(r.method for r in advice.rows if r.exact and r.method != best)
+    sgd = next(r.method for r in advice.rows if not r.exact)
+    lines = measured_lines(advice, {(best, 2): 0.010, (other, 2): 0.008, (sgd, 2): 0.001})
+    assert lines == [f"  measured at p=2 (2 methods run): fastest {other} 8 ms; "
+                     f"the recommendation {best} took 10 ms (1.25x)"]
+    assert "was the fastest" in measured_lines(advice, {(best, 2): 0.005, (other, 2): 0.008})[0]
+
+
 def test_a_crossover_is_named_where_the_choice_changes():
     # 1 MB of gradients over 10GbE: ring's bytes win at 4 ranks, its 2(p-1) messages lose
     # to recursive doubling's log2 p at 256
@@ -187,6 +219,8 @@ def test_every_measurable_row_names_its_command():
     assert train_args("allreduce ring, 4 MiB buckets", {"model": "mlp"}) == [
         "--model", "mlp", "--sync", "allreduce", "--allreduce", "ring", "--bucket-kb", "4096"]
     assert train_args("allreduce mpi +overlap (assumed)", {})[-1] == "--overlap"
+    assert train_args("allreduce shm", {})[-2:] == ["--allreduce", "shm"]
+    assert train_args("allreduce ring +overlap", {})[-3:] == ["--allreduce", "ring", "--overlap"]
     assert train_args("local SGD k=16 (ring)", {})[:4] == ["--sync", "average",
                                                           "--average-every", "16"]
     assert train_args("parameter server", {}) == ["--sync", "ps"]

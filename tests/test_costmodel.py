@@ -109,7 +109,8 @@ def test_save_and_load(tmp_path, monkeypatch):
     assert json.loads(path.read_text())["alpha"] == 2e-6
     back = cm.load(path)
     assert back == CostParams(2e-6, 3e-10, 1e-10, mpi={2: (1e-6, 2e-10)}, source="test")
-    pts = CostParams(2e-6, 3e-10, 1e-10, mpi={4: ((64, 3e-6), (1024, 5e-6))}, source="test")
+    pts = CostParams(2e-6, 3e-10, 1e-10, mpi={4: ((64, 3e-6), (1024, 5e-6))}, source="test",
+                     shm={4: ((64, 9e-6), (1024, 9.5e-6))})
     assert cm.load(cm.save(pts, tmp_path / "pts.json")) == pts
     monkeypatch.setenv("MINIPAR_CALIBRATION", str(tmp_path / "none.json"))
     assert cm.default_path() == tmp_path / "none.json"
@@ -199,6 +200,17 @@ def test_mpi_points_are_interpolated_on_log_log_axes():
     assert times == sorted(times)  # rising points give a rising curve
     a, b = allreduce_line("mpi", 2, params)  # the summary line through the points
     assert a >= 0 and b > 0
+
+
+def test_shm_is_priced_from_its_measured_points_only():
+    pts = [(1024, 2e-5), (16384, 8e-5)]
+    params = CostParams(1e-6, 1e-10, 1e-10, shm={4: pts})
+    assert cm.has_shm(4, params) and not cm.has_shm(2, params) and cm.has_shm(1, params)
+    assert allreduce_time("shm", 4, 4096, params) == pytest.approx(4e-5)  # log-log midpoint
+    assert allreduce_time("shm", 1, 4096, params) == 0.0
+    with pytest.raises(ConfigError, match="mpiexec -n 2 python -m minipar.bench calibrate"):
+        allreduce_time("shm", 2, 4096, params)
+    assert allreduce_line("shm", 4, params)[1] > 0
 
 
 def test_oversubscription_factor():

@@ -88,6 +88,9 @@ def test_calibrate_saves_positive_parameters(tmp_path):
     assert [n for n, _ in pts] == [3 * n // 2 for n in (128, 512, 2048, 8192, 32768, 131072,
                                                         262144)]
     assert all(t > 0 for _, t in pts)
+    shm = data["shm"]["2"]  # allreduce_shm at the same sizes: both ranks are on this host
+    assert [n for n, _ in shm] == [n for n, _ in pts] and all(t > 0 for _, t in shm)
+    assert "shm allreduce" in proc.stdout
     assert data["loaded"] is None or (os.cpu_count() or 1) < 2
     if calibrate.private_cache():
         assert data["gamma_recv"] > 0 and data["private_bytes"] == calibrate.private_cache()

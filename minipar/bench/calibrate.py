@@ -48,6 +48,10 @@ mpi
     the model interpolates these points, so the powers of two that costcheck times are
     predicted between two measurements, never read off one. Why points, not a line: MPICH
     changes algorithm and protocol with size (its cost per byte doubles from 32 MiB here).
+shm
+    ``--allreduce shm`` (``collectives.allreduce_shm``) at the same sizes, when every rank
+    is on this host (else left out): the model has no formula for it (its cost is waking
+    sleeping ranks and copying memory), so the advisor prices it from these points only.
 
 ``--quick`` (tests): up to 256 KiB, 5 ms per size, adds of 1 to 4 MiB, no exchange (so no
 beta_mem and duplex 1). The result goes to ~/.cache/minipar/calibration.json (or --out, or
@@ -65,7 +69,8 @@ import time
 
 import numpy as np
 
-from minipar.comm import launch
+from minipar.comm import collectives, launch
+from minipar.comm.host_memory import one_host
 from minipar.bench import steps
 from minipar.core.errors import UserError
 from minipar.planning import costmodel as cm
@@ -218,19 +223,21 @@ def reduce_after_recv(comm, sizes, budget: float) -> list[float]:
     return out
 
 
-def mpi_allreduce(comm, sizes, budget: float) -> list[float]:
-    """Median seconds of MPI's Allreduce (float32, in place) per size, slowest rank."""
+def mpi_allreduce(comm, sizes, budget: float, allreduce=None) -> list[float]:
+    """Median seconds of MPI's Allreduce (or ``allreduce(comm, buf)``; float32, in place)
+    per size, slowest rank."""
     out = []
+    call = allreduce or (lambda c, b: c.allreduce(b))
     for n in sizes:
         buf = np.ones(n // 4, np.float32)
         comm.barrier()
         t0 = time.perf_counter()
-        comm.allreduce(buf)
+        call(comm, buf)
         reps = _reps(comm, time.perf_counter() - t0, budget)
         times = []
         for _ in range(reps):
             t0 = time.perf_counter()
-            comm.allreduce(buf)
+            call(comm, buf)
             times.append(time.perf_counter() - t0)
         out.append(max(comm.allgather_obj(statistics.median(times))))
     return out
@@ -285,6 +292,8 @@ def run(argv=None) -> int:
                   for k in ("oneway", "exchange", "exchange_add")}
     mpi_sizes = [n * 3 // 2 for n in msg_sizes if n >= 64]
     mpi_t = mpi_allreduce(comm, mpi_sizes, budget)
+    shm_t = (mpi_allreduce(comm, mpi_sizes, budget, collectives.allreduce_shm)
+             if one_host(comm) else None)
     if comm.rank != 0:
         return 0
     cache, alpha, beta, beta_mem = fit_p2p(msg_sizes, p2p_t, cache)
@@ -299,6 +308,7 @@ def run(argv=None) -> int:
     gamma = statistics.median(in_cache)
     gamma_mem = None if beta_mem is None else fit_mem(red_sizes, gam_t, 0.0, gamma, cache, 2)
     mpi_pts = [(n, t) for n, t in zip(mpi_sizes, mpi_t)]
+    shm = {comm.size: list(zip(mpi_sizes, shm_t))} if shm_t else {}
     params = cm.CostParams(
         alpha, beta, gamma, mpi={comm.size: mpi_pts},
         source=f"calibrate on {comm.size} ranks, {time.strftime('%Y-%m-%d')}",
@@ -306,7 +316,7 @@ def run(argv=None) -> int:
         duplex=duplex, cores=cores, gamma_mem=gamma_mem,
         private_bytes=float(private) if recv_g else None,
         gamma_recv=statistics.median(recv_g) if recv_g else None, loaded=loaded,
-        ranks_per_host=int(os.environ.get("MPI_LOCALNRANKS") or comm.size))
+        ranks_per_host=int(os.environ.get("MPI_LOCALNRANKS") or comm.size), shm=shm)
     print(_table("ping-pong (one way)", msg_sizes, p2p_t, params.p2p))
     if big:
         print(_table("Sendrecv exchange (each way)", big, ex_t,
@@ -321,6 +331,9 @@ def run(argv=None) -> int:
                           for (n, o), (_, x), (_, xa) in zip(*loaded.values())))
     print(_table(f"MPI Allreduce, p={comm.size}", mpi_sizes, mpi_t,
                  lambda n: cm.curve_time(mpi_pts, n)))
+    if shm:
+        print(_table(f"shm allreduce (shared memory, sleeping waits), p={comm.size}",
+                     mpi_sizes, shm_t, lambda n: cm.curve_time(shm[comm.size], n)))
     if recv_g:
         print("add after a receive (working set in a core's own cache, L2 "
               f"{private >> 10} KiB)\n{'bytes':>10} {'ns/B':>7}\n" + "\n".join(

@@ -46,11 +46,22 @@ import numpy as np
 
 from minipar.core.errors import ConfigError
 
-__all__ = ["allreduce", "HostMemory", "SMALL_BYTES"]
+__all__ = ["allreduce", "HostMemory", "SMALL_BYTES", "one_host"]
 
 # below this the one-barrier form (each rank adds every slot) is cheaper than a second
 # barrier; measured on 4 ranks on 2 cores (docs/benchmarks.md)
 SMALL_BYTES = 16 << 10
+
+
+def one_host(comm) -> bool:
+    """Whether every rank of ``comm`` runs on this host (a collective call)."""
+    if comm.size == 1:
+        return True
+    local = comm._c.Split_type(comm._M.COMM_TYPE_SHARED)
+    try:
+        return local.Get_size() == comm.size
+    finally:
+        local.Free()
 
 
 class HostMemory:

@@ -35,6 +35,26 @@ def table(adv: Advice, p: int, measured: dict) -> str:
     return "\n".join(lines)
 
 
+def measured_lines(adv: Advice, measured: dict) -> list[str]:
+    """Per p with --measure runs: the fastest exact method measured against the recommended
+    one (one run each: on a shared host a few percent is noise)."""
+    out = []
+    for p in sorted(adv.best):
+        exact = {r.method for r in adv.rows if r.ranks == p and r.exact}
+        runs = {m: t for (m, q), t in measured.items() if q == p and m in exact}
+        best = adv.best[p]
+        if p == 1 or len(runs) < 2 or best is None or best.method not in runs:
+            continue
+        fastest = min(runs, key=runs.get)
+        mine = runs[best.method]
+        verdict = ("the recommendation was the fastest" if fastest == best.method else
+                   f"the recommendation {best.method} took {mine * 1e3:.3g} ms "
+                   f"({mine / runs[fastest]:.2f}x)")
+        out.append(f"  measured at p={p} ({len(runs)} methods run): fastest {fastest} "
+                   f"{runs[fastest] * 1e3:.3g} ms; {verdict}")
+    return out
+
+
 def text(adv: Advice, measured: dict | None = None, verbose: bool = False) -> str:
     """Header, a table per p (ms; * = recommended), recommendations, crossovers, caveats."""
     measured = measured or {}
@@ -56,6 +76,7 @@ def text(adv: Advice, measured: dict | None = None, verbose: bool = False) -> st
                                           for p in sorted(adv.best) if adv.best[p]))
     for a, b, m, n in adv.crossovers:
         rec.append(f"  crossover: {m} up to p={a}, {n} from p={b}")
+    rec += measured_lines(adv, measured)
     sgd = [r for r in adv.rows if not r.exact]
     if sgd:
         rec.append(f"  note: {sgd[0].caveat}")

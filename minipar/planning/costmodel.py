@@ -53,6 +53,9 @@ with W = n:
     mpi    MPI's own Allreduce: measured by calibrate at that p on its own grid of sizes and
            interpolated (straight lines between the points on log-log axes; beyond the
            largest, time grows in proportion to n); uncalibrated, the best of the four above
+    shm    --allreduce shm (ranks of one host, through shared memory): measured by calibrate
+           at that p and interpolated as mpi; no formula, because its cost is the wake-up
+           of sleeping ranks and memory copies, not messages; uncalibrated: not priced
 
 (b: ranks busy at once; tree level k has pairs_k = |{v = 0, 2^(k+1), ... : v + 2^k < p}|
 sending pairs and pairs_k adding ranks; rd's q = 2^k ranks exchange, its r = p - q extra
@@ -90,7 +93,7 @@ __all__ = [
     "CostParams", "DEFAULT", "PRESETS", "ALGORITHMS", "p2p_time", "message_time",
     "reduce_time", "curve_time", "allreduce_line",
     "allreduce_time", "best_algorithm", "crossovers", "dp_step", "dp_scaling", "fit_line",
-    "has_mpi",
+    "has_mpi", "has_shm",
     "default_path", "save", "load",
 ]
 
@@ -102,7 +105,8 @@ class CostParams:
     """Machine parameters: alpha [s], beta [s/byte], gamma [s/byte reduced].
 
     ``mpi`` maps a rank count p to MPI's Allreduce measured at that p: a list of
-    (bytes, seconds) points (or a line (a, b), as older calibration files hold).
+    (bytes, seconds) points (or a line (a, b), as older calibration files hold); ``shm``
+    the same for ``allreduce_shm`` (empty when the ranks did not share one host).
     ``cache_bytes``, ``beta_mem``, ``gamma_mem``, ``private_bytes``, ``gamma_recv``,
     ``loaded``, ``duplex``, ``cores`` and ``ranks_per_host`` are the optional host terms of
     the module doc; their defaults leave the plain lines.
@@ -122,6 +126,7 @@ class CostParams:
     private_bytes: float | None = None
     gamma_recv: float | None = None
     loaded: dict | None = None
+    shm: dict = field(default_factory=dict)
 
     def p2p(self, nbytes: float) -> float:
         return message_time(nbytes, self)
@@ -184,6 +189,23 @@ def _mpi_fit(params: CostParams, p: int):
     return fit or None
 
 
+def _shm_fit(params: CostParams, p: int):
+    return params.shm.get(p) or params.shm.get(str(p)) or None
+
+
+def has_shm(p: int, params: CostParams) -> bool:
+    """Whether ``allreduce_shm`` was calibrated at p (it is priced only from measurements)."""
+    return p == 1 or _shm_fit(params, p) is not None
+
+
+def _shm_points(params: CostParams, p: int):
+    fit = _shm_fit(params, p)
+    if fit is None:
+        raise ConfigError(f"allreduce shm is priced from measurements only, and none was made "
+                          f"at p={p}: run mpiexec -n {p} python -m minipar.bench calibrate")
+    return fit
+
+
 def _is_points(fit) -> bool:
     return isinstance(fit[0], (list, tuple))
 
@@ -241,6 +263,8 @@ def allreduce_line(algorithm: str, p: int, params: CostParams = DEFAULT) -> tupl
         if fit:
             return float(fit[0]), float(fit[1])
         raise ConfigError(f"no fitted MPI Allreduce line at p={p}: calibrate at that p")
+    if algorithm == "shm":
+        return fit_line(*zip(*_shm_points(params, p)))
     one, ex, red = _steps(algorithm, p)
     msgs = sum(c for c, _, _ in one + ex)
     sent = sum(c * f for c, f, _ in one + ex)
@@ -266,6 +290,8 @@ def allreduce_time(algorithm: str, p: int, nbytes: float, params: CostParams = D
             return curve_time(fit, nbytes)
         a, b = allreduce_line(algorithm, p, params)
         return a + b * nbytes
+    if algorithm == "shm":
+        return 0.0 if p == 1 else curve_time(_shm_points(params, p), nbytes)
     if p < 1:
         raise ConfigError(f"p must be >= 1, got {p}")
     if p == 1:
@@ -379,6 +405,7 @@ def save(params: CostParams, path=None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     data = asdict(params)
     data["mpi"] = {str(k): list(v) for k, v in params.mpi.items()}
+    data["shm"] = {str(k): list(v) for k, v in params.shm.items()}
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     os.replace(tmp, path)
@@ -401,6 +428,8 @@ def load(path=None, fallback: bool = True) -> CostParams:
                           gamma=float(data["gamma"]),
                           mpi={int(k): (tuple(map(tuple, v)) if _is_points(v) else tuple(v))
                                for k, v in data.get("mpi", {}).items()},
+                          shm={int(k): tuple(map(tuple, v))
+                               for k, v in data.get("shm", {}).items()},
                           source=str(data.get("source", path)),
                           duplex=float(data.get("duplex", 1.0)),
                           loaded={k: tuple(map(tuple, v)) for k, v in loaded.items()}

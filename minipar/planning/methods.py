@@ -7,8 +7,11 @@ share a host's cores (compute slows by s), 1 with one rank per core.
 
     allreduce (data parallel)  s [fb_p(B/p) + opt] + sum over buckets T_ar(alg, p, bucket)
                                + T_ar(mpi, p, 24 B) (the loss and stop flags)
-        overlap (MPI's own)    the buckets but the last run during backward (2/3 of fb),
-                               hidden only with a core to spare (s = 1)
+        overlap                the buckets but the last run during backward (2/3 of fb),
+                               hidden only with a core to spare (s = 1); any algorithm but shm
+        shm                    T_ar from calibrate's measurements of allreduce_shm at p (the
+                               loss and flags too; no bytes sent); only with the ranks on one
+                               host (the calibrated network) and a measurement at p
     local SGD every k          s [fb_p(B/p) + opt] + 3 T_ar(alg, p, G) / k  (weights, Adam m, v)
     parameter server           s [fb_p(B/p) + opt] + 2 (p-1) msg(G) + (p-1) G gamma
                                (rank 0 takes every gradient in and sends every copy out)
@@ -34,7 +37,8 @@ from minipar.planning.workload import Workload
 
 __all__ = ["Network", "Prediction", "candidates", "EXACT_NOTE", "LOCAL_SGD_CAVEAT"]
 
-ALGORITHMS = ("ring", "tree", "rd", "naive", "mpi")
+ALGORITHMS = ("ring", "tree", "rd", "naive", "mpi", "shm")
+OVERLAP = ("ring", "mpi")  # overlap rows: the default algorithm and MPI's own
 LOCAL_SGD_CAVEAT = ("local SGD is not the one-process gradient: replicas drift for k steps, "
                     "so check its loss against allreduce's before trusting it")
 EXACT_NOTE = "the same gradient as one process"
@@ -100,14 +104,14 @@ def _latency(alg: str, p: int, params) -> float:
     """The per-message part of an allreduce: messages x alpha (MPI's own: its time at 8 B)."""
     if p == 1:
         return 0.0
-    if alg == "mpi":
-        return cm.allreduce_time("mpi", p, 8, params)
+    if alg in ("mpi", "shm"):
+        return cm.allreduce_time(alg, p, 8, params)
     return cm.allreduce_line(alg, p, params)[0]
 
 
 def busiest_sent(alg: str, p: int, n: float) -> float:
     """Bytes the busiest rank sends in one allreduce of n bytes (MPI's own: as ring)."""
-    if p == 1:
+    if p == 1 or alg == "shm":  # shm: the sum is read from shared memory, nothing is sent
         return 0.0
     k = p.bit_length() - 1
     return {"naive": (p - 1) * n, "tree": math.ceil(math.log2(p)) * n,
@@ -141,12 +145,18 @@ def data_parallel(w: Workload, net: Network, p: int, alg: str, bucket=1 << 20,
         pr.skip = (f"a global batch of {w.batch} rows leaves some of {p} ranks without a "
                    "row (raise --batch)")
         return pr
+    if alg == "shm" and p > 1 and (net.cores is None or not cm.has_shm(p, params)):
+        pr.skip = ("shm needs every rank on one host; these are on hosts joined by a network"
+                   if net.cores is None else f"shm is priced only from calibrate's "
+                   f"measurements, and none was made at p={p} (mpiexec -n {p} python -m "
+                   f"minipar.bench calibrate)")
+        return pr
     rows = w.batch / p
     pr.compute = _compute(w, net, p, rows)
     t, lat, sent = _allreduce(alg, p, w.grad_bytes, params, bucket)
-    if p > 1:
-        t += cm.allreduce_time("mpi", p, METRICS_BYTES, params)
-        lat += cm.allreduce_time("mpi", p, METRICS_BYTES, params)
+    if p > 1:  # the loss and flags: through shm when it is chosen (training/loop.py)
+        metrics = cm.allreduce_time("shm" if alg == "shm" else "mpi", p, METRICS_BYTES, params)
+        t, lat = t + metrics, lat + metrics
     if overlap and net.slowdown(p) == 1 and p > 1:
         last = t / max(1, math.ceil(w.grad_bytes / bucket))
         hidden = min(t - last, 2 / 3 * net.slowdown(p) * w.fb(rows))
@@ -248,7 +258,7 @@ def candidates(w: Workload, net: Network, p: int, memory: float | None = None,
         rows = [ngram_exchange(w, net, p)]
     else:
         rows = [data_parallel(w, net, p, a, b) for a in ALGORITHMS for b in buckets]
-        rows.append(data_parallel(w, net, p, "mpi", buckets[0], overlap=True))
+        rows += [data_parallel(w, net, p, a, buckets[0], overlap=True) for a in OVERLAP]
         rows += [local_sgd(w, net, p, k) for k in every]
         rows.append(parameter_server(w, net, p))
         for sched in ("gpipe", "1f1b"):
