@@ -3,7 +3,7 @@
     python -m minipar.ngram fit [TRAIN] --order 5 --smoothing kn [--out M.npz] [--arpa M.arpa]
                                 [--test TEST] [--tokens word|char]
     mpiexec -n 2 python -m minipar.ngram fit ...      # shared out over the ranks (docs/ngram.md:
-                                                      # a word KN model of a file, every step)
+                                                      # Kneser-Ney stays sharded, every step)
     python -m minipar.ngram ppl MODEL_OR_ARPA TEST [--tokens word|char]
     python -m minipar.ngram sample MODEL_OR_ARPA [-n 5] [--temperature 1.0] [--seed 0]
 
@@ -28,16 +28,17 @@ import numpy as np
 
 from minipar.comm import launch
 from minipar.comm.world import launched_ranks
-from minipar.data.corpus import check_file, load_text_lines, split_lines
+from minipar.data.corpus import load_text_lines, split_lines
+from minipar.data.files import check_file
 from minipar.data.fast_text import read_normalized
 from minipar.data.tokenize import Vocab
 from minipar.data.word_keys import word_vocab_and_ids
 from minipar.core.errors import ConfigError, UserError
 from minipar.models.ngram_lm import SMOOTHINGS, NGramModel, load_model, summary_line
-from minipar.models.ngram_counts import count_ngrams
-from minipar.training.ngram_distributed import (DistributedKN, choose_cuts, shuffle_counts,
-                                                write_arpa_ranks)
-from minipar.training.ngram_mapreduce import check_top_order, fit_model, gather_counts
+from minipar.models.arpa import SPACE
+from minipar.models.ngram_counts import count_ngrams, split_sentences
+from minipar.training.ngram_distributed import estimate_kn, write_arpa_ranks
+from minipar.training.ngram_mapreduce import fit_model, gather_counts
 from minipar.training.ngram_query import sharded_perplexity, sharded_sample
 from minipar.training.ngram_read import parallel_word_vocab, read_lines_range
 
@@ -119,14 +120,14 @@ def cmd_fit(a) -> int:
 
 
 def fit_on_ranks(argv, state) -> int:
-    """Under mpiexec. A word-level KN model of a file: every step shared out over the ranks
-    (``fit_file_on_ranks``). Otherwise every rank reads the text and counts its share
-    (MapReduce, as ``minipar.train --model ngram``); rank 0 builds the model."""
+    """Under mpiexec. Kneser-Ney: the model stays sharded, as for ``minipar.train --model
+    ngram`` (``fit_kn_on_ranks``). ML, add-k, Stupid Backoff: every rank reads the text and
+    counts its share (MapReduce, as the trainer), and rank 0 builds the model."""
     a = _parser().parse_args(argv)
     comm = launch.start(state)
     say = _Progress(a.quiet or comm.rank != 0)
-    if a.train and a.train not in _SPLITS and a.tokens == "word" and a.smoothing == "kn":
-        return fit_file_on_ranks(comm, a, say)
+    if a.smoothing == "kn":
+        return fit_kn_on_ranks(comm, a, say)
     ids, vocab, name = launch.agree(comm, _prepare, a, say)
     say(f"counting on {comm.size} ranks")
     model = fit_model(comm, ids, vocab, a.order, a.smoothing, k=a.k, alpha=a.alpha)
@@ -147,52 +148,66 @@ def _trace(comm, a) -> None:
                 png=os.path.join(a.trace, "timeline.png"), table=not a.quiet, stream=sys.stderr)
 
 
-def fit_file_on_ranks(comm, a, say) -> int:
-    """Read, count, estimate and write the ARPA file with P ranks (ngram_distributed.py);
-    ``--out`` and ``--test`` need the whole model, so for them the counts go to rank 0."""
-    text, nbytes = launch.agree(comm, read_lines_range, comm, a.train, a.lower)
-    say.stage("read")
-    say(f"read {a.train}: {nbytes:,} bytes on {comm.size} ranks")
-    vocab, ids = launch.agree(comm, parallel_word_vocab, comm, text, a.lower, a.min_count,
-                              a.max_vocab, a.train)
-    del text
-    say.stage("vocab")
-    bos, eos, V = vocab.bos_id, vocab.eos_id, len(vocab)
-    with comm.tracer.compute("count"):
-        local = count_ngrams(ids, a.order, bos, eos)
-    say.stage("count")
-    tot = comm.allreduce(np.array([local.sentences, local.tokens], np.int64))
-    say(f"{int(tot[1]):,} word tokens, vocabulary {V:,}; counting 1..{a.order}-grams")
-    cuts = choose_cuts(comm, local, V)
-    uni = np.zeros(V, dtype=np.int64)
-    uni[local.grams[0][:, 0]] = local.counts[0]
-    with comm.phase("shuffle 1-grams"):
-        comm.allreduce(uni)
-    owned = shuffle_counts(comm, local, cuts, V)
-    del local, ids
-    say.stage("exchange")
-    sizes = [V] + comm.allreduce(np.array([len(r) for r, _, _ in owned], np.int64)).tolist()
-    launch.agree(comm, check_top_order, sizes, a.order)
-    model = DistributedKN(comm, owned, uni, cuts, bos)  # compute and messages: not one span
-    say.stage("estimate")
-    name = summary_line(a.order, "kn", "word", V, sizes, model.discounts)
-    say("smoothed: " + name)
+def _read_on_ranks(comm, a, say):
+    """(vocabulary, this rank's sentences as ids, name). A word-level file: each rank reads
+    its byte range and the vocabulary is merged (ngram_read.py); otherwise every rank
+    prepares the whole text, as one process does, and keeps its share of the sentences."""
+    if a.train and a.train not in _SPLITS and a.tokens == "word":
+        text, nbytes = launch.agree(comm, read_lines_range, comm, a.train, a.lower)
+        say.stage("read")
+        say(f"read {a.train}: {nbytes:,} bytes on {comm.size} ranks")
+        vocab, ids = launch.agree(comm, parallel_word_vocab, comm, text, a.lower, a.min_count,
+                                  a.max_vocab, a.train)
+        say.stage("vocab")
+        return vocab, ids, a.train
+    ids, vocab, name = launch.agree(comm, _prepare, a, say)
+    return vocab, split_sentences(ids, comm.size, vocab.eos_id)[comm.rank], name
+
+
+def _test_ids(comm, a, vocab, spec: str):
+    """This rank's share of the test sentences (a file: its byte range), and their name."""
+    if spec in _SPLITS:
+        tids, name = launch.agree(comm, _ids, spec, vocab, "test")
+        return split_sentences(tids, comm.size, vocab.eos_id)[comm.rank], name
+    test, _ = launch.agree(comm, read_lines_range, comm, spec, a.lower, "test")
+    return vocab.encode(test.decode("utf-8"), normalized=True), spec
+
+
+def _save_on_root(comm, path, merged, vocab) -> None:
+    if comm.rank == 0:
+        NGramModel.save_counts(path, merged, vocab, "kn")
+
+
+def fit_kn_on_ranks(comm, a, say) -> int:
+    """Read, count, estimate, score, sample and write the ARPA file with P ranks, the model
+    sharded over them (ngram_distributed.py, ngram_query.py); for ``--out`` the counts are
+    gathered on rank 0, which writes them without building the tables."""
+    vocab, ids, name = _read_on_ranks(comm, a, say)
+    bos, V = vocab.bos_id, len(vocab)
+    say(f"vocabulary {V:,}; counting 1..{a.order}-grams on {comm.size} ranks")
+    model, owned, uni, tot, sizes = estimate_kn(comm, ids, V, a.order, bos, vocab.eos_id,
+                                                say.stage)
+    del ids
+    say(f"{int(tot[1]):,} {a.tokens} tokens")
+    summary = summary_line(a.order, "kn", a.tokens, V, sizes, model.discounts)
+    say("smoothed: " + summary)
     for w in model.warnings if comm.rank == 0 else []:
         print(f"minipar: warning: {w}", file=sys.stderr)
     if a.arpa:
-        write_arpa_ranks(comm, a.arpa, vocab.tokens, model, bos, progress=say)
+        names = [SPACE if (a.tokens == "char" and t == " ") else t for t in vocab.tokens]
+        write_arpa_ranks(comm, a.arpa, names, model, bos, progress=say)
         say.stage("write")
         say(f"wrote {a.arpa}")
-    out = {"train": a.train, "tokens": int(tot[1]), "sentences": int(tot[0]),
+    out = {"train": name, "tokens": int(tot[1]), "sentences": int(tot[0]),
            "order": a.order, "smoothing": "kn", "vocab": V, "ngrams": sizes,
            "discounts": model.discounts, "warnings": model.warnings, "ranks": comm.size,
            "stages": say.stages, "peak_mb": say.peak_mb}
-    if a.test and a.test not in _SPLITS:  # scored by the sharded model, no rank holds it all
-        test, _ = launch.agree(comm, read_lines_range, comm, a.test, a.lower, "test")
-        tids = vocab.encode(test.decode("utf-8"), normalized=True)
+    test = a.test or ("builtin:test" if a.train is None else None)
+    if test:  # scored by the sharded model, no rank holds it all
+        tids, tname = _test_ids(comm, a, vocab, test)
         r = sharded_perplexity(comm, model, tids, vocab)
         if comm.rank == 0:
-            out["test"] = dict(r, name=a.test)
+            out["test"] = dict(r, name=tname)
         say.stage("test")
     if a.sample:  # drawn from the sharded model: rank 0 asks the owners, token by token
         sents = sharded_sample(comm, model, vocab, a.sample, seed=a.seed)
@@ -201,28 +216,22 @@ def fit_file_on_ranks(comm, a, say) -> int:
         say.stage("sample")
     out["stages_per_rank"] = comm.gather_obj(say.stages)
     out["peak_mb_per_rank"] = comm.gather_obj(say.peak_mb)
-    whole = None
-    if a.out or a.test in _SPLITS:  # the same on every rank: a collective follows
-        parts = [(model.grams[0], uni) if comm.rank == 0 else
-                 (np.zeros((0, 1), np.int32), np.zeros(0, np.int64))] + [o[:2] for o in owned]
-        merged, _ = gather_counts(comm, parts, out["sentences"], out["tokens"])
-        if comm.rank == 0:
-            whole = NGramModel.from_counts(merged, vocab, "kn")
+    if a.out:  # the same on every rank: a collective follows
+        none = (np.zeros((0, 1), np.int32), np.zeros(0, np.int64))
+        parts = [(model.grams[0], uni) if comm.rank == 0 else none] + [o[:2] for o in owned]
+        merged, _ = gather_counts(comm, parts, out["sentences"], out["tokens"],
+                                  in_order=True)
+        launch.agree(comm, _save_on_root, comm, a.out, merged, vocab)
+        say(f"wrote {a.out}")
     _trace(comm, a)
     if comm.rank != 0:
         return 0
-    if a.out:
-        whole.save(a.out)
-        say(f"wrote {a.out}")
-    if a.test in _SPLITS:
-        tids, tname = _ids(a.test, vocab, "test")
-        out["test"] = dict(whole.perplexity(tids), name=tname)
     if a.json:
         print(json.dumps(out))
     else:
-        print(f"trained {name}\non {a.train}: {out['tokens']:,} tokens, "
+        print(f"trained {summary}\non {name}: {out['tokens']:,} tokens, "
               f"{out['sentences']:,} sentences ({comm.size} ranks)")
-        if a.test:
+        if test:
             print(_ppl_line(out["test"]["name"], out["test"]))
         _print_sample(out)
     return 0

@@ -29,7 +29,7 @@ from minipar.training import faults
 from minipar.training.config import parse_args
 from minipar.training.evaluate import finish_run
 from minipar.training.loop import train_loop, watch_signals
-from minipar.training.ngram_mapreduce import run_ngram
+from minipar.training.ngram_train import run_ngram
 from minipar.training.resume import save_checkpoint
 from minipar.training.run import setup
 

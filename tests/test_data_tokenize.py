@@ -91,3 +91,18 @@ def test_word_roundtrip_any_unicode(words, lower):
     ids = v.encode(text)
     assert (ids != UNK).all()
     assert v.decode(ids) == norm
+
+
+_TEXT = st.text(st.sampled_from(list("ab Z\t\n\r\x0b\x0c\x1c\x1f\x85\u2028\u00a0\u3000É"
+                                     "ẞ\u0301e日\U0001F600.'")), max_size=60)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_TEXT, st.booleans())
+def test_normalize_bytes_gives_normalize_text_exactly(text, lower):
+    """load_corpus and the N-gram readers normalise bytes with array operations; the lines
+    must be normalize_text's, unicode white space, line breaks, NFC and lower-casing too."""
+    from minipar.data.fast_text import normalize_bytes
+
+    fast = normalize_bytes(text.encode("utf-8"), lower).decode("utf-8")
+    assert fast.splitlines() == normalize_text(text, lower).splitlines()

@@ -135,6 +135,29 @@ def test_native_model_from_ranks_scores_like_one_process(corpus):
     assert np.array_equal(a.log10probs(ids), b.log10probs(ids))
 
 
+@pytest.mark.parametrize("tokens", ["char", "word"])
+def test_builtin_corpus_sharded_on_ranks_equals_one_process(tmp_path, tokens):
+    """Without a file (the built-in corpus) and with character tokens, Kneser-Ney stays
+    sharded too: the ARPA bytes (<space> for the space character), model.npz, the test
+    perplexity on builtin:test and the sample equal one process's."""
+    def fit(n):
+        args = ["-m", "minipar.ngram", "fit", "--order", "4", "--tokens", tokens, "--quiet",
+                "--json", "--sample", "2", "--arpa", str(tmp_path / f"{n}.arpa"),
+                "--out", str(tmp_path / f"{n}.npz")]
+        return json.loads(run_mpi(n, args, timeout=120).stdout)
+
+    ref = fit(1)
+    for n in (2, 3):
+        out = fit(n)
+        assert (tmp_path / f"{n}.arpa").read_bytes() == (tmp_path / "1.arpa").read_bytes()
+        assert out["test"] == ref["test"] and out["sample"] == ref["sample"], n
+        a, b = np.load(tmp_path / "1.npz"), np.load(tmp_path / f"{n}.npz")
+        assert sorted(a.files) == sorted(b.files)
+        assert all(np.array_equal(a[f], b[f]) for f in a.files), n
+    if tokens == "char":
+        assert b"<space>" in (tmp_path / "1.arpa").read_bytes()
+
+
 def test_counts_of_a_rank_range_add_up(corpus):
     """Counting each rank's byte range and merging equals counting the whole file."""
     text = normalize_text((corpus / "train.txt").read_text(encoding="utf-8"))

@@ -24,7 +24,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from minipar.core.errors import ConfigError, DataError
+from minipar.data.fast_text import normalize_bytes
+from minipar.data.files import check_file
 from minipar.data.tokenize import Vocab, normalize_text
+from minipar.data.word_keys import word_vocab_and_ids
 
 __all__ = ["BUILTIN", "Corpus", "builtin_text", "read_text", "split_lines", "load_corpus",
            "load_text_lines"]
@@ -43,14 +46,6 @@ def builtin_text() -> str:
         lines = topics[key].splitlines()
         parts.append("\n".join(line for line in lines if not _UNDERLINE.match(line)))
     return "\n".join(parts)
-
-
-def check_file(path: str, what: str = "data") -> None:
-    """A DataError unless ``path`` names a file."""
-    if not os.path.exists(path):
-        raise DataError(f"{path}: {what} file not found")
-    if os.path.isdir(path):
-        raise DataError(f"{path}: is a directory, not a {what} file")
 
 
 def read_text(path, what: str = "data") -> str:
@@ -78,7 +73,9 @@ def load_text_lines(source, lower: bool = False, what: str = "data") -> tuple[li
     if source is None or source == BUILTIN:
         return normalize_text(builtin_text(), lower).splitlines(), "built-in corpus"
     name = os.fspath(source)
-    lines = normalize_text(read_text(name, what), lower).splitlines()
+    # normalize_text's lines, from array operations on the bytes (fast_text.py)
+    lines = normalize_bytes(read_text(name, what).encode("utf-8"), lower).decode(
+        "utf-8").splitlines()
     if not lines:
         raise DataError(f"{name}: {what} file has no text (only whitespace)")
     return lines, name
@@ -170,10 +167,15 @@ def load_corpus(data=None, valid=None, test=None, tokens: str | None = None, low
         if test is not None:
             te, names["test"] = load_text_lines(test, lower, what="test")
     train_text = _join(tr)
-    if vocab is None:
+    train_ids = None
+    if vocab is None and tokens == "word":  # the same vocabulary and ids, from array keys
+        vocab, train_ids = word_vocab_and_ids(train_text, lower, min_count, max_vocab, name)
+    elif vocab is None:
         vocab = Vocab.build(train_text, tokens, lower, min_count, max_vocab, name=name)
     elif vocab.kind != tokens:
         raise ConfigError(f"the vocabulary is {vocab.kind}-level but --tokens is {tokens}")
-    enc = [vocab.encode(_join(x), normalized=True) if x is not None else None
-           for x in (tr, va, te)]
-    return Corpus(enc[0], enc[1], enc[2], vocab, names)
+    if train_ids is None:
+        train_ids = vocab.encode(train_text, normalized=True)
+    va, te = (vocab.encode(_join(x), normalized=True) if x is not None else None
+              for x in (va, te))
+    return Corpus(train_ids, va, te, vocab, names)

@@ -26,7 +26,7 @@ import numpy as np
 
 from minipar.core.errors import DataError
 from minipar.core.ragged import ragged_gather
-from minipar.data.corpus import check_file
+from minipar.data.files import check_file
 
 __all__ = ["normalize_bytes", "check_utf8", "read_normalized", "blocks"]
 

@@ -189,22 +189,29 @@ class NGramModel:
     def save(self, path) -> None:
         """Native file (.npz): the vocabulary and the counts (or, for a model read from ARPA,
         its tables); probabilities are recomputed on load. Written atomically."""
-        arrays = {"meta": np.array(json.dumps(self.meta(), ensure_ascii=False))}
+        arrays = {}
         for i, g in enumerate(self.grams):
             arrays[f"grams{i + 1}"] = g
             if self.smoothing == "arpa":
                 arrays[f"logp{i + 1}"], arrays[f"logbo{i + 1}"] = self.logp[i], self.logbo[i]
             else:
                 arrays[f"counts{i + 1}"] = self.counts[i]
-        tmp = f"{os.fspath(path)}.tmp{os.getpid()}"
-        try:
-            with open(tmp, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, path)
-        except OSError as exc:  # one line, and no half-written file left behind
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise DataError(f"{path}: cannot write ({exc.strerror})") from None
+        _write_npz(path, self.meta(), arrays)
+
+    @staticmethod
+    def save_counts(path, counts: NGramCounts, vocab: Vocab, smoothing: str = "kn",
+                    k: float = 1.0, alpha: float = 0.4) -> None:
+        """The file ``from_counts(counts, vocab, smoothing).save(path)`` writes, without
+        building the tables (a sharded run has them spread over its ranks)."""
+        uni = np.zeros(len(vocab), dtype=np.int64)
+        uni[counts.grams[0][:, 0]] = counts.counts[0]
+        arrays = {"grams1": np.arange(len(vocab), dtype=np.int32)[:, None], "counts1": uni}
+        for i in range(1, counts.order):
+            arrays[f"grams{i + 1}"], arrays[f"counts{i + 1}"] = counts.grams[i], counts.counts[i]
+        meta = {"format": _FORMAT, "order": counts.order, "smoothing": smoothing,
+                "k": float(k), "alpha": float(alpha), "sentences": counts.sentences,
+                "tokens": counts.tokens, "vocab": vocab.to_dict()}
+        _write_npz(path, meta, arrays)
 
     @classmethod
     def load(cls, path) -> "NGramModel":
@@ -240,6 +247,20 @@ class NGramModel:
     def summary(self) -> str:
         return summary_line(self.order, self.smoothing, self.vocab.kind, len(self.vocab),
                             [len(g) for g in self.grams], self.discounts)
+
+
+def _write_npz(path, meta: dict, arrays: dict) -> None:
+    """meta (JSON) and the arrays in one .npz, written under a temporary name and renamed."""
+    arrays = {"meta": np.array(json.dumps(meta, ensure_ascii=False)), **arrays}
+    tmp = f"{os.fspath(path)}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except OSError as exc:  # one line, and no half-written file left behind
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise DataError(f"{path}: cannot write ({exc.strerror})") from None
 
 
 def summary_line(order: int, smoothing: str, kind: str, V: int, sizes, discounts) -> str:

@@ -29,15 +29,17 @@ import os
 
 import numpy as np
 
+from minipar.comm import launch
 from minipar.core.errors import DataError
 from minipar.models.arpa import ARPA_END, arpa_header
 from minipar.models.arpa_format import LineFormatter
 from minipar.models.kneser_ney import discounts_from_t, kn_order, kn_unigrams
-from minipar.models.ngram_counts import unique_inverse
+from minipar.models.ngram_counts import count_ngrams, unique_inverse
 from minipar.models.ngram_index import GramIndex
+from minipar.training.ngram_mapreduce import check_top_order
 
-__all__ = ["choose_cuts", "range_owner", "shuffle_counts", "alltoallv_rows", "DistributedKN",
-           "write_arpa_ranks"]
+__all__ = ["estimate_kn", "choose_cuts", "range_owner", "shuffle_counts", "alltoallv_rows",
+           "DistributedKN", "write_arpa_ranks"]
 
 _CHUNK = 1 << 14  # lines formatted at once: their index arrays stay in the cache
 
@@ -48,10 +50,38 @@ def choose_cuts(comm, local, V: int) -> np.ndarray:
     w = np.zeros(V, dtype=np.int64)
     for rows in local.grams[1:]:
         w += np.bincount(rows[:, 0], minlength=V)
-    comm.allreduce(w)
+    with comm.phase("choose ranges"):
+        comm.allreduce(w)
     cum = np.cumsum(w)
     share = cum[-1] * np.arange(1, comm.size) / comm.size
     return np.concatenate([[0], np.searchsorted(cum, share, side="right"), [V]]).astype(np.int64)
+
+
+def estimate_kn(comm, ids: np.ndarray, V: int, order: int, bos: int, eos: int,
+                stage=lambda name: None):
+    """This rank's sentences ``ids`` counted, the counts shuffled to their owners and the KN
+    tables estimated there: (model, owned, unigram counts, [sentences, tokens] of the whole
+    text, grams per order). ``minipar.ngram fit`` and ``minipar.train --model ngram`` (kn)
+    both run this; ``stage(name)`` marks the end of count, exchange and estimate."""
+    with comm.tracer.compute("count"):
+        local = count_ngrams(ids, order, bos, eos)
+    stage("count")
+    with comm.phase("totals"):
+        tot = comm.allreduce(np.array([local.sentences, local.tokens], np.int64))
+    cuts = choose_cuts(comm, local, V)
+    uni = np.zeros(V, dtype=np.int64)
+    uni[local.grams[0][:, 0]] = local.counts[0]
+    with comm.phase("shuffle 1-grams"):
+        comm.allreduce(uni)
+    owned = shuffle_counts(comm, local, cuts, V)
+    del local
+    stage("exchange")
+    with comm.phase("grams per order"):
+        sizes = [V] + comm.allreduce(np.array([len(r) for r, _, _ in owned], np.int64)).tolist()
+    launch.agree(comm, check_top_order, sizes, order)
+    model = DistributedKN(comm, owned, uni, cuts, bos)  # compute and messages: not one span
+    stage("estimate")
+    return model, owned, uni, tot, sizes
 
 
 def range_owner(first_words: np.ndarray, cuts: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ import os
 import numpy as np
 
 from minipar.core.errors import DataError
-from minipar.data.corpus import check_file
+from minipar.data.files import check_file
 from minipar.data.fast_text import check_utf8, normalize_bytes
 from minipar.data.tokenize import EOS, SPECIALS, Vocab
 from minipar.data.word_keys import split_words, vocab_from, with_eos
