@@ -18,6 +18,7 @@ from minipar.training import ngram_train
 from minipar import train
 from minipar.training.config import TrainConfig
 from minipar.data import load_corpus
+from minipar.data.corpus import builtin_text
 from minipar.core.errors import ConfigError
 from minipar.models.kneser_ney import FALLBACK, discounts_from_t, estimate_discounts
 from minipar.models.ngram_lm import NGramModel, load_model
@@ -105,6 +106,40 @@ def test_train_cli_model_equals_one_process(p, tokens, order, tmp_path):
         assert "[r1]" in proc.stdout
     ppl = run_mpi(1, ["-m", "minipar.ngram", "ppl", str(out / "model.npz"), "builtin:valid"])
     assert "ppl" in ppl.stdout
+
+
+def _messy_file(path, lines):
+    """Lines with what normalisation must undo: blank lines, CRLF, tabs, runs of spaces,
+    U+2028 inside a line (a line break), a byte-order mark."""
+    text = "\ufeff" + "\r\n".join(
+        (f"  {ln}\t " if i % 7 == 0 else ln) + ("\n\n" if i % 11 == 0 else "")
+        + (" and\u2028 more" if i % 13 == 0 else "") for i, ln in enumerate(lines))
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("p", [1, 2, 3, 4])
+def test_train_word_file_read_in_byte_ranges_equals_one_process(p, tmp_path):
+    """--tokens word on a file: each rank reads its byte range and splits its own lines
+    by their index in the whole file; model, header and perplexity are load_corpus's."""
+    data = _messy_file(tmp_path / "data.txt", builtin_text().splitlines()[:2500])
+    valid = _messy_file(tmp_path / "valid.txt", builtin_text().splitlines()[2500:2700])
+    for extra in ([], ["--valid", str(valid)]):
+        out = tmp_path / f"run{len(extra)}"
+        proc = run_mpi(p, ["-m", "minipar.train", "--model", "ngram", "--tokens", "word",
+                           "--order", "3", "--data", str(data), "--out", str(out), *extra],
+                       timeout=120)
+        c = load_corpus(str(data), str(valid) if extra else None, tokens="word")
+        ref = NGramModel.fit(c.train, c.vocab, 3, "kn")
+        model = load_model(out / "model.npz")
+        assert model.vocab == ref.vocab
+        for k in range(3):
+            assert np.array_equal(model.counts[k], ref.counts[k])
+        s = json.loads((out / "summary.json").read_text())
+        assert s["val_ppl"] == ref.perplexity(c.valid)["ppl"]
+        assert f"data: {c.summary()}" in proc.stdout
+        assert sum(r["shard_tokens"] for r in s["per_rank"]) == len(c.train)
 
 
 @pytest.mark.mpi

@@ -29,7 +29,8 @@ from minipar.data.files import check_file
 from minipar.data.tokenize import Vocab, normalize_text
 from minipar.data.word_keys import word_vocab_and_ids
 
-__all__ = ["BUILTIN", "Corpus", "builtin_text", "read_text", "split_lines", "load_corpus",
+__all__ = ["BUILTIN", "Corpus", "builtin_text", "read_text", "line_slots", "split_lines",
+           "load_corpus",
            "load_text_lines"]
 
 BUILTIN = "builtin"
@@ -81,14 +82,19 @@ def load_text_lines(source, lower: bool = False, what: str = "data") -> tuple[li
     return lines, name
 
 
-def split_lines(lines: list[str], name: str = "data"):
-    """Deterministic 90/5/5 split by contiguous blocks of lines (see the module docstring)."""
-    n = len(lines)
+def line_slots(n: int, first: int = 0, count: int | None = None, name: str = "data"):
+    """The split's slot of lines first .. first+count-1 of n: 0-17 train, 18 valid, 19 test
+    (blocks of b = max(1, min(10, n // 200)) lines; see the module docstring)."""
     if n < _MIN_SPLIT_LINES:
         raise DataError(f"{name}: {n} lines are too few to split into train/valid/test (need "
                         f"{_MIN_SPLIT_LINES}); give a separate --valid file")
     b = max(1, min(10, n // 200))
-    slot = (np.arange(n) // b) % 20
+    return ((first + np.arange(n if count is None else count)) // b) % 20
+
+
+def split_lines(lines: list[str], name: str = "data"):
+    """Deterministic 90/5/5 split by contiguous blocks of lines (see the module docstring)."""
+    slot = line_slots(len(lines), name=name)
     pick = {"train": slot < 18, "valid": slot == 18, "test": slot == 19}
     return tuple([lines[i] for i in np.flatnonzero(pick[k])] for k in ("train", "valid", "test"))
 

@@ -20,12 +20,14 @@ import os
 import numpy as np
 
 from minipar.core.errors import DataError
+from minipar.core.ragged import ragged_gather
+from minipar.data.corpus import Corpus, line_slots
 from minipar.data.files import check_file
 from minipar.data.fast_text import check_utf8, normalize_bytes
 from minipar.data.tokenize import EOS, SPECIALS, Vocab
 from minipar.data.word_keys import split_words, vocab_from, with_eos
 
-__all__ = ["byte_range", "read_lines_range", "parallel_word_vocab"]
+__all__ = ["byte_range", "read_lines_range", "parallel_word_vocab", "read_corpus_ranges"]
 
 _BLOCK = 1 << 16
 
@@ -124,3 +126,41 @@ def _merge(parts, lower, min_count, max_size, name):
     except DataError as exc:
         return ("DataError", str(exc))
     return merged, remap, " ".join(vocab.tokens[3:])
+
+
+def read_corpus_ranges(comm, path: str, valid: str | None, lower: bool, min_count: int = 1,
+                       max_size: int | None = None):
+    """``load_corpus(path, valid, tokens="word")`` with each rank reading its byte range:
+    (a Corpus of this rank's training and validation sentences, the whole corpus's
+    ``summary`` line). Without ``valid`` the split is ``split_lines``'s, by each line's
+    index in the whole file (one ``allgather`` of line counts); the vocabulary is the
+    whole training text's (``parallel_word_vocab``), so the ids are load_corpus's."""
+    text, _ = read_lines_range(comm, path, lower)
+    buf = np.frombuffer(text, dtype=np.uint8)
+    ends = np.flatnonzero(buf == 10)  # normalised: every line ends in "\n"
+    if valid is None:
+        n = comm.allgather(np.array([len(ends)], np.int64), np.empty(comm.size, np.int64))
+        slot = line_slots(int(n.sum()), int(n[:comm.rank].sum()), len(ends), path)
+        starts = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64)
+
+        def lines(keep):  # the bytes of the lines kept, in order
+            k = np.flatnonzero(keep)
+            return (ragged_gather(buf, starts[k], ends[k] + 1 - starts[k]).tobytes()
+                    if len(k) else b"")
+        train, held, test = lines(slot < 18), lines(slot == 18), lines(slot == 19)
+        names = {"train": path, "valid": f"{path} (valid split)", "test": f"{path} (test split)"}
+    else:
+        train, test = text, None
+        held, _ = read_lines_range(comm, valid, lower, "validation")
+        names = {"train": path, "valid": valid}
+    vocab, ids = parallel_word_vocab(comm, train, lower, min_count, max_size, path)
+    vids = vocab.encode(held.decode("utf-8"), normalized=True)
+    # tokens of the test lines, only for the summary: every word ends at one separator
+    nt = -1 if test is None else test.count(b" ") + 2 * test.count(b"\n")
+    tot = comm.allreduce(np.array([len(ids), len(vids), nt], np.int64))
+    if tot[0] == 0:
+        raise DataError(f"{path}: no training tokens to count")
+    sizes = ", ".join(f"{k} {int(v):,}" for k, v in zip(("train", "valid", "test"), tot)
+                      if v >= 0)
+    summary = f"{path}: word tokens, vocabulary {len(vocab):,}; {sizes}"
+    return Corpus(ids, vids, None, vocab, names), summary

@@ -2,9 +2,12 @@
 
     mpiexec -n 4 python -m minipar.train --model ngram --order 5 --tokens word
 
-Every rank builds the same vocabulary and id stream from the corpus (a deterministic
-function of the text: no message) and counts its piece of whole sentences
-(``split_sentences``: P pieces of about len/P tokens, so no n-gram crosses a cut). Then:
+Reading. With Kneser-Ney on a word-level file, each rank reads its byte range, keeps its
+training and validation lines (by their index in the whole file) and the vocabulary is
+merged over the ranks (``ngram_read.read_corpus_ranges``). Otherwise every rank builds the
+same vocabulary and id stream from the whole corpus (a deterministic function of the text:
+no message) and keeps its piece of whole sentences (``split_sentences``: P pieces of about
+len/P tokens, so no n-gram crosses a cut). Then:
 
 kn (the default)   the model stays sharded over the ranks, with the code that
                    ``python -m minipar.ngram fit FILE`` runs under mpiexec
@@ -35,11 +38,13 @@ import numpy as np
 from minipar.comm import launch
 from minipar.core.errors import ConfigError, DataError
 from minipar.data import load_corpus
+from minipar.data.corpus import BUILTIN
 from minipar.models.ngram_counts import split_sentences
 from minipar.models.ngram_lm import NGramModel, summary_line
 from minipar.training.ngram_distributed import estimate_kn
 from minipar.training.ngram_mapreduce import check_top_order, gather_counts, parallel_counts
 from minipar.training.ngram_query import sharded_perplexity, sharded_sample
+from minipar.training.ngram_read import read_corpus_ranges
 from minipar.training.run_dir import choose_run_dir, write_summary
 
 __all__ = ["run_ngram"]
@@ -66,19 +71,25 @@ def run_ngram(comm, cfg) -> int:
     t_start = time.perf_counter()
     # user mistakes go through launch.agree: every rank stops with the same one line
     order = launch.agree(comm, _order, cfg)
-    corpus = launch.agree(comm, _load, cfg, comm.tracer)
+    if _in_ranges(cfg):  # a word-level file: each rank reads its byte range
+        corpus, header = launch.agree(comm, read_corpus_ranges, comm, cfg.data, cfg.valid,
+                                      cfg.lower)
+        shard, valid = corpus.train, corpus.valid
+    else:  # every rank reads the whole text and takes its share of the sentences
+        corpus = launch.agree(comm, _load, cfg, comm.tracer)
+        header, eos = corpus.summary(), corpus.vocab.eos_id
+        shard, valid = (split_sentences(x, comm.size, eos)[comm.rank]
+                        for x in (corpus.train, corpus.valid))
     run_dir = choose_run_dir(comm, cfg.out, "ngram")
     talk = comm.rank == 0 and not cfg.quiet
     how = "sharded model" if cfg.smoothing == "kn" else "MapReduce counting"
     if talk:
         print("\n".join([f"minipar: {comm.size} rank{'s' if comm.size > 1 else ''} "
                          f"({comm.library}); {order}-gram {cfg.smoothing}, {how}",
-                         f"data: {corpus.summary()}", f"run directory {run_dir}"]
+                         f"data: {header}", f"run directory {run_dir}"]
                         + [f"note: {note}" for note in comm.notes]), flush=True)
-    eos = corpus.vocab.eos_id
-    shard = split_sentences(corpus.train, comm.size, eos)[comm.rank]
     run = _sharded_kn if cfg.smoothing == "kn" else _mapreduce
-    distinct, table, result = run(comm, cfg, corpus, order, shard, run_dir)
+    distinct, table, result = run(comm, cfg, corpus, order, shard, valid, run_dir)
     with comm.phase("report"):
         shards = comm.gather(np.array([len(shard)], dtype=np.int64),
                              np.empty(comm.size, dtype=np.int64))
@@ -101,13 +112,19 @@ def run_ngram(comm, cfg) -> int:
     return 0
 
 
-def _sharded_kn(comm, cfg, corpus, order, shard, run_dir):
+def _in_ranges(cfg) -> bool:
+    """Whether each rank can read its own byte range: Kneser-Ney on word tokens of a file,
+    all of it (--max-chars takes the first lines, which only a whole read knows)."""
+    return (cfg.smoothing == "kn" and cfg.tokens == "word" and cfg.max_chars is None
+            and cfg.data not in (None, BUILTIN))
+
+
+def _sharded_kn(comm, cfg, corpus, order, shard, valid, run_dir):
     vocab = corpus.vocab
     t0 = time.perf_counter()
     model, owned, uni, tot, sizes = estimate_kn(comm, shard, len(vocab), order, vocab.bos_id,
                                                 vocab.eos_id)
     tables_s = time.perf_counter() - t0
-    valid = split_sentences(corpus.valid, comm.size, vocab.eos_id)[comm.rank]
     val = sharded_perplexity(comm, model, valid, vocab)
     sents = (sharded_sample(comm, model, vocab, 3, max_len=cfg.sample_chars, temperature=0.8,
                             seed=cfg.seed) if cfg.sample_chars else [])
@@ -130,7 +147,7 @@ def _sharded_kn(comm, cfg, corpus, order, shard, run_dir):
     return sizes, table, launch.agree(comm, finish)
 
 
-def _mapreduce(comm, cfg, corpus, order, shard, run_dir):
+def _mapreduce(comm, cfg, corpus, order, shard, valid, run_dir):
     vocab = corpus.vocab
     part = parallel_counts(comm, corpus.train, order, vocab.bos_id, vocab.eos_id)
     launch.agree(comm, check_top_order, part["ngrams"], order)
