@@ -24,7 +24,6 @@ import resource
 import sys
 import time
 
-import numpy as np
 
 from minipar.comm import launch
 from minipar.comm.world import launched_ranks
@@ -37,8 +36,8 @@ from minipar.core.errors import ConfigError, UserError
 from minipar.models.ngram_lm import SMOOTHINGS, NGramModel, load_model, summary_line
 from minipar.models.arpa import SPACE
 from minipar.models.ngram_counts import count_ngrams, split_sentences
-from minipar.training.ngram_distributed import estimate_kn, write_arpa_ranks
-from minipar.training.ngram_mapreduce import fit_model, gather_counts
+from minipar.training.ngram_distributed import counts_on_root, estimate_kn, write_arpa_ranks
+from minipar.training.ngram_mapreduce import fit_model
 from minipar.training.ngram_query import sharded_perplexity, sharded_sample
 from minipar.training.ngram_read import parallel_word_vocab, read_lines_range
 
@@ -217,10 +216,7 @@ def fit_kn_on_ranks(comm, a, say) -> int:
     out["stages_per_rank"] = comm.gather_obj(say.stages)
     out["peak_mb_per_rank"] = comm.gather_obj(say.peak_mb)
     if a.out:  # the same on every rank: a collective follows
-        none = (np.zeros((0, 1), np.int32), np.zeros(0, np.int64))
-        parts = [(model.grams[0], uni) if comm.rank == 0 else none] + [o[:2] for o in owned]
-        merged, _ = gather_counts(comm, parts, out["sentences"], out["tokens"],
-                                  in_order=True)
+        merged, _ = counts_on_root(comm, model, owned, uni, out["sentences"], out["tokens"])
         launch.agree(comm, _save_on_root, comm, a.out, merged, vocab)
         say(f"wrote {a.out}")
     _trace(comm, a)

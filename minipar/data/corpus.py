@@ -30,8 +30,7 @@ from minipar.data.tokenize import Vocab, normalize_text
 from minipar.data.word_keys import word_vocab_and_ids
 
 __all__ = ["BUILTIN", "Corpus", "builtin_text", "read_text", "line_slots", "split_lines",
-           "load_corpus",
-           "load_text_lines"]
+           "load_corpus", "load_text_lines"]
 
 BUILTIN = "builtin"
 _UNDERLINE = re.compile(r"^\s*([*=\-^~#+])\1{2,}\s*$")

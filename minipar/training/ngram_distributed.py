@@ -36,10 +36,10 @@ from minipar.models.arpa_format import LineFormatter
 from minipar.models.kneser_ney import discounts_from_t, kn_order, kn_unigrams
 from minipar.models.ngram_counts import count_ngrams, unique_inverse
 from minipar.models.ngram_index import GramIndex
-from minipar.training.ngram_mapreduce import check_top_order
+from minipar.training.ngram_mapreduce import check_top_order, gather_counts
 
-__all__ = ["estimate_kn", "choose_cuts", "range_owner", "shuffle_counts", "alltoallv_rows",
-           "DistributedKN", "write_arpa_ranks"]
+__all__ = ["estimate_kn", "counts_on_root", "choose_cuts", "range_owner", "shuffle_counts",
+           "alltoallv_rows", "DistributedKN", "write_arpa_ranks"]
 
 _CHUNK = 1 << 14  # lines formatted at once: their index arrays stay in the cache
 
@@ -82,6 +82,16 @@ def estimate_kn(comm, ids: np.ndarray, V: int, order: int, bos: int, eos: int,
     model = DistributedKN(comm, owned, uni, cuts, bos)  # compute and messages: not one span
     stage("estimate")
     return model, owned, uni, tot, sizes
+
+
+def counts_on_root(comm, model, owned: list, uni: np.ndarray, sentences: int, tokens: int):
+    """The whole model's counts on rank 0 (None elsewhere), for a model.npz: every rank's
+    owned grams, gathered in rank order (their ranges follow the id order, so no sort),
+    and the unigrams from rank 0 (every rank has them); with the (P, N) table of grams
+    owned per rank and order."""
+    none = (np.zeros((0, 1), np.int32), np.zeros(0, np.int64))
+    parts = [(model.grams[0], uni) if comm.rank == 0 else none] + [o[:2] for o in owned]
+    return gather_counts(comm, parts, sentences, tokens, in_order=True)
 
 
 def range_owner(first_words: np.ndarray, cuts: np.ndarray) -> np.ndarray:

@@ -41,7 +41,7 @@ from minipar.data import load_corpus
 from minipar.data.corpus import BUILTIN
 from minipar.models.ngram_counts import split_sentences
 from minipar.models.ngram_lm import NGramModel, summary_line
-from minipar.training.ngram_distributed import estimate_kn
+from minipar.training.ngram_distributed import counts_on_root, estimate_kn
 from minipar.training.ngram_mapreduce import check_top_order, gather_counts, parallel_counts
 from minipar.training.ngram_query import sharded_perplexity, sharded_sample
 from minipar.training.ngram_read import read_corpus_ranges
@@ -128,10 +128,7 @@ def _sharded_kn(comm, cfg, corpus, order, shard, valid, run_dir):
     val = sharded_perplexity(comm, model, valid, vocab)
     sents = (sharded_sample(comm, model, vocab, 3, max_len=cfg.sample_chars, temperature=0.8,
                             seed=cfg.seed) if cfg.sample_chars else [])
-    # model.npz holds counts: rank 0 holds the unigrams' (as every rank), the owners the rest
-    none = (np.zeros((0, 1), np.int32), np.zeros(0, np.int64))
-    parts = [(model.grams[0], uni) if comm.rank == 0 else none] + [o[:2] for o in owned]
-    merged, table = gather_counts(comm, parts, int(tot[0]), int(tot[1]), in_order=True)
+    merged, table = counts_on_root(comm, model, owned, uni, int(tot[0]), int(tot[1]))
 
     def finish():  # on rank 0, through launch.agree: a failure stops every rank
         if comm.rank != 0:
