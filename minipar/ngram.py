@@ -112,6 +112,7 @@ def cmd_fit(a) -> int:
     say = _Progress(a.quiet)
     ids, vocab, name = _prepare(a, say)
     counts = count_ngrams(ids, a.order, vocab.bos_id, vocab.eos_id)
+    del ids  # 8 bytes a token, not needed past counting
     say.stage("count")
     model = NGramModel.from_counts(counts, vocab, a.smoothing, k=a.k, alpha=a.alpha)
     say.stage("estimate")
