@@ -114,7 +114,8 @@ def cmd_fit(a) -> int:
     counts = count_ngrams(ids, a.order, vocab.bos_id, vocab.eos_id)
     del ids  # 8 bytes a token, not needed past counting
     say.stage("count")
-    model = NGramModel.from_counts(counts, vocab, a.smoothing, k=a.k, alpha=a.alpha)
+    model = NGramModel.from_counts(counts, vocab, a.smoothing, k=a.k, alpha=a.alpha,
+                                   stage=say.stage)
     say.stage("estimate")
     return _report(a, model, vocab, name, say)
 

@@ -208,7 +208,9 @@ def test_bench_ngram_ranks_reports_stages_and_identical_files():
     assert [r["ranks"] for r in out["runs"]] == [1, 2]
     for r in out["runs"]:
         assert r["seconds"] > 0 and r["peak_rss_mb"] > 0 and r["tokens"] > 20000
-        assert set(r["stages"]) >= {"read", "vocab", "count", "estimate", "write"}
+        assert set(r["stages"]) >= {"read", "vocab", "count", "adjust", "discount",
+                                    "estimate", "write"}
+        assert r["tokens_per_s"] > 0 and set(r["peak_mb"]) == set(r["stages"])
     assert "exchange" in out["runs"][1]["stages"]
 
 

@@ -9,9 +9,11 @@ one line a sentence), written to a file in a temporary folder. Each run is
 for P > 1) and, with ``--lmplz``, ``lmplz -o N -S 1G --text FILE --arpa OUT``. Timed: wall
 seconds of the whole command (median of ``--repeat``), and the peak RSS of its largest
 process (the biggest rank; ``getrusage`` of the waited-for children, taken in a fresh
-wrapper process per run). The stage times are rank 0's, from the run's --json. Printed:
-the ratios minipar / lmplz and P ranks / 1 rank, and whether the ARPA files of every P are
-byte for byte the same.
+wrapper process per run). Printed: tokens/s (tokens over the median wall time), the ratios
+minipar / lmplz and P ranks / 1 rank, rank 0's seconds and peak RSS at the end of each
+stage (from the run's --json: read, vocab, count, exchange, adjust = the adjusted counts,
+discount, estimate = probabilities and backoffs, write), and whether the ARPA files of
+every P are byte for byte the same.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from minipar.bench.ngram import stdlib_text
 from minipar.core.errors import UserError
 from minipar.data.tokenize import normalize_text
 
+STAGES = ("read", "vocab", "count", "exchange", "adjust", "discount", "estimate", "write")
 _WRAP = ("import json, resource, subprocess, sys, time; t = time.perf_counter(); "
          "p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
          "w = time.perf_counter() - t; "
@@ -75,7 +78,7 @@ def run(a) -> dict:
                    "peak_rss_mb": round(max(r["rss_mb"] for r in runs), 1)}
             if name == "minipar":
                 res = json.loads(runs[-1]["out"].strip().splitlines()[-1])
-                row.update(tokens=res["tokens"], stages=res["stages"])
+                row.update(tokens=res["tokens"], stages=res["stages"], peak_mb=res["peak_mb"])
                 row["tokens_per_s"] = round(res["tokens"] / row["seconds"])
             out["runs"].append(row)
             print(f"  {name} on {p} rank{'s' if p > 1 else ''}: {row['seconds']:.2f} s, "
@@ -91,15 +94,21 @@ def _print(out) -> None:
     rows = out["runs"]
     ref = next((r for r in rows if r["program"] == "lmplz"), None)
     one = next((r for r in rows if r["program"] == "minipar" and r["ranks"] == 1), None)
-    stages = ["read", "vocab", "count", "exchange", "estimate", "write"]
-    print(f"{'program':<8} {'P':>2} {'wall s':>7} {'RSS MB':>7} {'vs lmplz':>8} {'vs P=1':>7}  "
-          + " ".join(f"{s:>8}" for s in stages))
+    print(f"{'program':<8} {'P':>2} {'wall s':>7} {'tokens/s':>9} {'RSS MB':>7} {'vs lmplz':>8} "
+          f"{'vs P=1':>7}")
     for r in rows:
         vs_k = f"{r['seconds'] / ref['seconds']:.2f}x" if ref else "-"
         vs_1 = f"{one['seconds'] / r['seconds']:.2f}x" if one and r["program"] == "minipar" else "-"
-        st = " ".join(f"{r.get('stages', {}).get(s, float('nan')):8.2f}" for s in stages)
-        print(f"{r['program']:<8} {r['ranks']:>2} {r['seconds']:7.2f} {r['peak_rss_mb']:7.0f} "
-              f"{vs_k:>8} {vs_1:>7}  {st}")
+        rate = f"{r['tokens_per_s']:,}" if "tokens_per_s" in r else "-"
+        print(f"{r['program']:<8} {r['ranks']:>2} {r['seconds']:7.2f} {rate:>9} "
+              f"{r['peak_rss_mb']:7.0f} {vs_k:>8} {vs_1:>7}")
+    mine = [r for r in rows if r["program"] == "minipar"]
+    for what, key, fmt in (("seconds", "stages", "8.2f"),
+                           ("peak RSS MB so far", "peak_mb", "8.0f")):
+        print(f"rank 0, {what}, by stage:\n{'P':>2}  " + " ".join(f"{s:>8}" for s in STAGES))
+        for r in mine:
+            print(f"{r['ranks']:>2}  " + " ".join(
+                format(r.get(key, {}).get(s, float("nan")), fmt) for s in STAGES))
     print(f"ARPA files of every rank count identical: {out['arpa_identical']}")
 
 

@@ -92,17 +92,22 @@ def estimate_discounts(a: np.ndarray, order: int):
     return discounts_from_t(np.bincount(np.minimum(a[a > 0], 5), minlength=6)[:5], order)
 
 
-def kn_tables(index, grams, counts, bos: int):
-    """Interpolated modified Kneser-Ney tables; returns (logp, logbo, discounts, warnings)."""
+def kn_tables(index, grams, counts, bos: int, stage=None):
+    """Interpolated modified Kneser-Ney tables; returns (logp, logbo, discounts, warnings).
+    ``stage(name)``, if given, marks the end of "adjust" and "discount" (a run's timings)."""
     N = len(grams)
     sfx = suffix_ranks(index, grams)
     a = adjusted_counts(grams, counts, sfx, bos)
+    if stage:
+        stage("adjust")
     discounts, warnings = [], []
     for k in range(1, N + 1):
         D, warn = estimate_discounts(a[k - 1], k)
         discounts.append(D)
         if warn:
             warnings.append(warn)
+    if stage:
+        stage("discount")
     logp, logbo, p_lower = [], [], None
     for k in range(1, N + 1):
         if k == 1:

@@ -51,7 +51,7 @@ class NGramModel:
 
     def __init__(self, vocab: Vocab, order: int, smoothing: str, grams, counts=None,
                  logp=None, logbo=None, k: float = 1.0, alpha: float = 0.4,
-                 sentences: int = 0, tokens: int = 0, parents=None):
+                 sentences: int = 0, tokens: int = 0, parents=None, stage=None):
         if smoothing not in SMOOTHINGS + ("arpa",):
             raise ConfigError(f"unknown smoothing {smoothing!r}: use {', '.join(SMOOTHINGS)}")
         if smoothing == "addk" and not k > 0:
@@ -66,7 +66,8 @@ class NGramModel:
         self.discounts, self.warnings = None, []
         bos = vocab.bos_id
         if smoothing == "kn":
-            logp, logbo, self.discounts, self.warnings = kn_tables(self.index, grams, counts, bos)
+            logp, logbo, self.discounts, self.warnings = kn_tables(self.index, grams, counts,
+                                                                   bos, stage)
         elif smoothing in ("ml", "stupid"):
             logp, logbo = ml_tables(self.index, grams, counts, bos)
         elif smoothing == "addk":
@@ -92,8 +93,9 @@ class NGramModel:
 
     @classmethod
     def from_counts(cls, counts: NGramCounts, vocab: Vocab, smoothing: str = "kn",
-                    k: float = 1.0, alpha: float = 0.4) -> "NGramModel":
-        """Build from (merged) counts: unigrams are made dense over the vocabulary."""
+                    k: float = 1.0, alpha: float = 0.4, stage=None) -> "NGramModel":
+        """Build from (merged) counts: unigrams are made dense over the vocabulary.
+        ``stage``: called with "adjust" and "discount" as KN passes them (timings)."""
         V = len(vocab)
         if counts.tokens == 0 or counts.counts[0].sum() == 0:
             raise DataError("no training tokens to count")
@@ -107,7 +109,8 @@ class NGramModel:
         if counts.parents is not None and counts.order > 1:  # order 2: dense unigram rows
             parents = [None, grams[1][:, 0]] + list(counts.parents[2:])
         return cls(vocab, counts.order, smoothing, grams, cnts, k=k, alpha=alpha,
-                   sentences=counts.sentences, tokens=counts.tokens, parents=parents)
+                   sentences=counts.sentences, tokens=counts.tokens, parents=parents,
+                   stage=stage)
 
     @classmethod
     def from_arpa(cls, path, tokens: str = "word", lower: bool = False) -> "NGramModel":

@@ -79,7 +79,7 @@ def estimate_kn(comm, ids: np.ndarray, V: int, order: int, bos: int, eos: int,
     with comm.phase("grams per order"):
         sizes = [V] + comm.allreduce(np.array([len(r) for r, _, _ in owned], np.int64)).tolist()
     launch.agree(comm, check_top_order, sizes, order)
-    model = DistributedKN(comm, owned, uni, cuts, bos)  # compute and messages: not one span
+    model = DistributedKN(comm, owned, uni, cuts, bos, stage)  # compute and messages
     stage("estimate")
     return model, owned, uni, tot, sizes
 
@@ -201,7 +201,8 @@ class _Route:
 class DistributedKN:
     """KN tables of the grams this rank owns (orders >= 2) and of every unigram."""
 
-    def __init__(self, comm, owned: list, uni: np.ndarray, cuts: np.ndarray, bos: int):
+    def __init__(self, comm, owned: list, uni: np.ndarray, cuts: np.ndarray, bos: int,
+                 stage=lambda name: None):
         V, N = len(uni), len(owned) + 1
         self.V, self.order, self.cuts = V, N, cuts
         self.grams = [np.arange(V, dtype=np.int32)[:, None]] + [r for r, _, _ in owned]
@@ -227,6 +228,7 @@ class DistributedKN:
             a[k - 1] = np.where(rows[:, 0] == bos, cnt, cont.astype(np.int64))
         a[0] = a[0].copy()
         a[0][bos] = 0  # <s> is never predicted
+        stage("adjust")
         t = np.zeros((N, 5), dtype=np.int64)
         for k in range(N):
             if k > 0 or comm.rank == 0:  # unigrams: every rank has them all, count them once
@@ -238,6 +240,7 @@ class DistributedKN:
         found = [discounts_from_t(t[k], k + 1) for k in range(N)]
         self.discounts = [d for d, _ in found]
         self.warnings = [w for _, w in found if w]
+        stage("discount")
         self.logp, self.logbo = [], []
         p = kn_unigrams(a[0], self.discounts[0], V, bos)
         self.logp.append(_log10(p))
