@@ -174,9 +174,9 @@ def _test_ids(comm, a, vocab, spec: str):
     return vocab.encode(test.decode("utf-8"), normalized=True), spec
 
 
-def _save_on_root(comm, path, merged, vocab) -> None:
-    if comm.rank == 0:
-        NGramModel.save_counts(path, merged, vocab, "kn")
+def _save_on_root(comm, a, merged, vocab) -> None:
+    if comm.rank == 0:  # k and alpha kept as one process keeps them (KN does not use them)
+        NGramModel.save_counts(a.out, merged, vocab, "kn", k=a.k, alpha=a.alpha)
 
 
 def fit_kn_on_ranks(comm, a, say) -> int:
@@ -219,7 +219,7 @@ def fit_kn_on_ranks(comm, a, say) -> int:
     out["peak_mb_per_rank"] = comm.gather_obj(say.peak_mb)
     if a.out:  # the same on every rank: a collective follows
         merged, _ = counts_on_root(comm, model, owned, uni, out["sentences"], out["tokens"])
-        launch.agree(comm, _save_on_root, comm, a.out, merged, vocab)
+        launch.agree(comm, _save_on_root, comm, a, merged, vocab)
         say(f"wrote {a.out}")
     _trace(comm, a)
     if comm.rank != 0:
