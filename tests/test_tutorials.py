@@ -104,8 +104,8 @@ def run_tutorial(path: Path, work: Path, show: bool = False) -> None:
         printed = proc.stdout + proc.stderr
 
 
-def test_there_are_eleven_tutorials_each_with_an_exercise():
-    assert [p.name[:2] for p in TUTORIALS] == [f"{i:02d}" for i in range(1, 12)]
+def test_there_are_twelve_tutorials_each_with_an_exercise():
+    assert [p.name[:2] for p in TUTORIALS] == [f"{i:02d}" for i in range(1, 13)]
     for p in TUTORIALS:
         text = p.read_text()
         assert re.search(r"^## Exercise", text, re.M), f"{p.name}: no '## Exercise' section"

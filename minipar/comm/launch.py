@@ -73,7 +73,9 @@ def agree(comm, fn, *args, **kwargs):
     except UserError as exc:
         err, result = exc, None
     if comm.size > 1:
-        messages = comm.allgather_obj(None if err is None else (type(err).__name__, str(err)))
+        with comm.phase(comm.tracer.phase or "agree on errors"):  # the caller's label first
+            messages = comm.allgather_obj(None if err is None else
+                                          (type(err).__name__, str(err)))
         failed = [(r, m) for r, m in enumerate(messages) if m is not None]
         if failed and err is None:
             rank, (_, text) = failed[0]

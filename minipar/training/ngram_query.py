@@ -67,7 +67,8 @@ def sharded_log10probs(comm, model, ids: np.ndarray, bos: int, eos: int) -> np.n
     bo1 = np.zeros(V)  # unigram backoffs: each rank computed those of its own range
     counts = np.diff(model.cuts)
     mine = model.logbo[0][model.cuts[comm.rank]:model.cuts[comm.rank + 1]]
-    comm.allgatherv(np.ascontiguousarray(mine), bo1, counts.tolist())
+    with comm.phase("unigram backoffs"):
+        comm.allgatherv(np.ascontiguousarray(mine), bo1, counts.tolist())
     s = sentence_stream(ids, bos, eos)
     pred = np.flatnonzero(s != bos)
     G = history_matrix(s, pred, N, bos) if len(pred) else np.zeros((0, N), np.int64)

@@ -21,7 +21,9 @@ def choose_run_dir(comm, out: str | None, model: str) -> str:
     name = out
     if comm.rank == 0 and name is None:
         name = os.path.join("runs", f"{model}-{time.strftime('%Y%m%d-%H%M%S')}")
-    name = comm.bcast_obj(name, 0) if comm.size > 1 else name
+    if comm.size > 1:
+        with comm.phase("run directory"):
+            name = comm.bcast_obj(name, 0)
     if comm.rank == 0:
         os.makedirs(name, exist_ok=True)
     return name
