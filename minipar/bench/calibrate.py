@@ -223,9 +223,9 @@ def reduce_after_recv(comm, sizes, budget: float) -> list[float]:
     return out
 
 
-def mpi_allreduce(comm, sizes, budget: float, allreduce=None) -> list[float]:
-    """Median seconds of MPI's Allreduce (or ``allreduce(comm, buf)``; float32, in place)
-    per size, slowest rank."""
+def allreduce_times(comm, sizes, budget: float, allreduce=None) -> list[float]:
+    """Median seconds of ``allreduce(comm, buf)`` (default MPI's Allreduce; float32, in
+    place) per size, slowest rank."""
     out = []
     call = allreduce or (lambda c, b: c.allreduce(b))
     for n in sizes:
@@ -291,8 +291,8 @@ def run(argv=None) -> int:
         loaded = {k: tuple((n, r[k]) for n, r in zip(load_sizes, rows))
                   for k in ("oneway", "exchange", "exchange_add")}
     mpi_sizes = [n * 3 // 2 for n in msg_sizes if n >= 64]
-    mpi_t = mpi_allreduce(comm, mpi_sizes, budget)
-    shm_t = (mpi_allreduce(comm, mpi_sizes, budget, collectives.allreduce_shm)
+    mpi_t = allreduce_times(comm, mpi_sizes, budget)
+    shm_t = (allreduce_times(comm, mpi_sizes, budget, collectives.allreduce_shm)
              if one_host(comm) else None)
     if comm.rank != 0:
         return 0

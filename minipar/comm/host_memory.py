@@ -53,15 +53,20 @@ __all__ = ["allreduce", "HostMemory", "SMALL_BYTES", "one_host"]
 SMALL_BYTES = 16 << 10
 
 
-def one_host(comm) -> bool:
-    """Whether every rank of ``comm`` runs on this host (a collective call)."""
+def _ranks_here(comm) -> int:
+    """How many ranks of ``comm`` share this rank's host (a collective call)."""
     if comm.size == 1:
-        return True
+        return 1
     local = comm._c.Split_type(comm._M.COMM_TYPE_SHARED)
     try:
-        return local.Get_size() == comm.size
+        return local.Get_size()
     finally:
         local.Free()
+
+
+def one_host(comm) -> bool:
+    """Whether every rank of ``comm`` runs on this host (a collective call)."""
+    return _ranks_here(comm) == comm.size
 
 
 class HostMemory:
@@ -70,12 +75,11 @@ class HostMemory:
 
     def __init__(self, comm):
         M, raw = comm._M, comm._c
-        local = raw.Split_type(M.COMM_TYPE_SHARED)
-        if local.Get_size() != comm.size:
+        here = _ranks_here(comm)
+        if here != comm.size:
             raise ConfigError(f"allreduce shm: the {comm.size} ranks are on "
-                              f"{comm.size // max(local.Get_size(), 1)} or more hosts; it needs "
+                              f"{comm.size // max(here, 1)} or more hosts; it needs "
                               f"them all on one host (use ring, tree, rd, naive or mpi)")
-        local.Free()
         self.comm, self.M = comm, M
         self.rank, self.size = comm.rank, comm.size
         self.calls = 0
