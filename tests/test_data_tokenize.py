@@ -106,3 +106,21 @@ def test_normalize_bytes_gives_normalize_text_exactly(text, lower):
 
     fast = normalize_bytes(text.encode("utf-8"), lower).decode("utf-8")
     assert fast.splitlines() == normalize_text(text, lower).splitlines()
+
+
+_WORD = st.text(st.sampled_from(list("abZÉẞe日\U0001F600.'İ\u0301\u200b")), min_size=1, max_size=4)
+_GAP = st.sampled_from([" ", "\n", " ", "\n", "  ", "\t", "\r\n", "\u00a0", "\u2028", "\x1f"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(_WORD, _GAP), min_size=1, max_size=12), st.booleans(),
+       st.booleans())
+def test_normalize_bytes_on_text_that_is_almost_normal(pieces, lower, lead):
+    """Text that is already normalised comes back as it is, without steps 1-3
+    (``_already_normal``); text one separator or one character away must not."""
+    from minipar.data.fast_text import normalize_bytes
+
+    text = (" " if lead else "") + "".join(w + g for w, g in pieces)
+    fast = normalize_bytes(text.encode("utf-8"), lower)
+    assert fast.decode("utf-8").splitlines() == normalize_text(text, lower).splitlines()
+    assert normalize_bytes(fast, lower) == fast  # normalised text is a fixed point

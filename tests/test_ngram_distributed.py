@@ -17,7 +17,7 @@ from minipar.data.corpus import builtin_text
 from minipar.data.tokenize import Vocab, normalize_text
 from minipar.data.word_keys import split_words, word_vocab_and_ids
 from minipar.core.ragged import ragged_gather
-from minipar.models.arpa_format import format_numbers
+from minipar.models.arpa_format import LineFormatter, LinePool, format_numbers
 from minipar.models.ngram_counts import count_ngrams, unique_inverse
 from minipar.models.ngram_lm import load_model
 from minipar.training.ngram_read import byte_range
@@ -63,6 +63,23 @@ def test_numbers_are_fixed_point_without_trailing_point():
     m, s, n = format_numbers(x)
     back = np.array([float(bytes(m[i, s[i]:s[i] + n[i]])) for i in range(len(x))])
     assert np.abs(back - x).max() <= 0.5e-9 + 1e-15
+
+
+def test_line_pool_gives_one_formatters_lines_in_order():
+    """Chunks formatted by three threads come back as one formatter's lines, in order, with
+    the items that are not chunks (section titles) in their places."""
+    rng = np.random.default_rng(2)
+    tokens = ["<unk>", "<s>", "</s>", "a", "élan", "x" * 30, "日本"]
+    jobs = []
+    for i in range(40):
+        n = int(rng.integers(0, 50))
+        rows = rng.integers(0, len(tokens), (n, 1 + i % 3)).astype(np.int32)
+        jobs.append((rows, -rng.exponential(2.0, n), None if i % 4 else -rng.random(n)))
+    items = [(i, job if i % 5 else f"title {i}".encode()) for i, job in enumerate(jobs)]
+    one = LineFormatter(tokens)
+    want = [(i, one.lines(*x) if isinstance(x, tuple) else x) for i, x in items]
+    for threads in (1, 3):
+        assert list(LinePool(tokens, threads).stream(iter(items))) == want
 
 
 def test_ragged_gather_and_unique_inverse():

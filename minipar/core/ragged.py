@@ -37,8 +37,10 @@ def ragged_gather(src: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.
 def _gather(src, start, length, out) -> None:
     if len(out) == 0:
         return
-    step = np.ones(len(out), dtype=np.int64 if len(src) >= 2**31 else np.int32)
+    # np.intp: take converts any other index type to it first, a copy as long as the output;
+    # mode="clip" skips the bounds check of every index, which are in range by construction
+    step = np.ones(len(out), dtype=np.intp)
     step[0] = start[0]
     ends = np.cumsum(length)
     step[ends[:-1]] = start[1:] - (start[:-1] + length[:-1] - 1)
-    np.take(src, np.cumsum(step, dtype=step.dtype), out=out)
+    np.take(src, np.cumsum(step, out=step), out=out, mode="clip")

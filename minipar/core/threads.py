@@ -32,3 +32,18 @@ def limit_blas_threads(env=os.environ, cores: int | None = None) -> str | None:
 def apply() -> None:
     global NOTE
     NOTE = limit_blas_threads() or NOTE
+
+
+def budget(env=os.environ) -> int:
+    """Threads this process may keep busy: the BLAS thread count when one is set (under a
+    launcher ``limit_blas_threads`` sets floor(cores / ranks on this host)), else the cores
+    it may run on. Work that splits itself into threads (ARPA formatting) takes this many."""
+    for v in BLAS_VARS:
+        try:
+            return max(1, int(env[v]))
+        except (KeyError, ValueError):
+            continue
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)

@@ -15,6 +15,12 @@ Here the work is done on the bytes:
 3. The output is every word followed by "\\n" when a line break lies between it and the
    next word (or it is the last word), else by " ": exactly the lines of ``normalize_text``,
    blank lines dropped, each ending in "\\n".
+
+Text that is already normalised (a corpus written one sentence a line, as most are) comes
+back as it is, after checks that cost a fraction of steps 1-3: NFC by Python's quick check
+(``unicodedata.is_normalized``), no non-ASCII white space (its UTF-8 lead bytes C2, E1,
+E2, E3 looked at), and in the bytes every separator a single " " or "\\n" between two
+words, the last byte "\\n".
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ _UNI_BREAK = re.compile("[\u0085\u2028\u2029]")
 _UNI_SPACE = re.compile("[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]")
 
 
+_SP, _LF = 0x20, 0x0A
 _BLOCK = 1 << 20  # bytes normalised at a time (whole lines): small temporaries
 
 
@@ -63,16 +70,13 @@ def _normalize_block(raw: bytes, lower: bool) -> bytes:
     if raw.isascii():
         data = raw.lower() if lower else raw
     else:
-        text = raw.decode("utf-8")
-        if lower:
-            text = text.lower()  # before NFC: lower() may give decomposed sequences
-        text = unicodedata.normalize("NFC", text)
-        text = _UNI_SPACE.sub(" ", _UNI_BREAK.sub("\n", text))
-        data = text.encode("utf-8")
+        data = _unicode_steps(raw, lower)
     b = np.frombuffer(data, dtype=np.uint8)
     if len(b) == 0:
         return b""
     cls = _CLASS[b]
+    if _already_normal(b, cls):
+        return data
     change = np.flatnonzero((cls[1:] == _TEXT) != (cls[:-1] == _TEXT)) + 1
     runs = np.concatenate([[0], change])  # runs alternate: text, white space, text...
     if cls[0] != _TEXT:
@@ -89,6 +93,54 @@ def _normalize_block(raw: bytes, lower: bool) -> bytes:
     pieces = np.stack([start, sep], axis=1).ravel()
     lengths = np.stack([end - start, np.ones(len(start), dtype=np.int64)], axis=1).ravel()
     return ragged_gather(src, pieces, lengths).tobytes()
+
+
+def _unicode_steps(raw: bytes, lower: bool) -> bytes:
+    """Step 1 for non-ASCII bytes; NFC and the white-space swap only where they change
+    something."""
+    text = raw.decode("utf-8")
+    if lower:
+        text = text.lower()  # before NFC: lower() may give decomposed sequences
+    changed = lower
+    if not unicodedata.is_normalized("NFC", text):
+        text, changed = unicodedata.normalize("NFC", text), True
+    data = text.encode("utf-8") if changed else raw
+    if _has_unicode_space(np.frombuffer(data, dtype=np.uint8)):
+        data = _UNI_SPACE.sub(" ", _UNI_BREAK.sub("\n", text)).encode("utf-8")
+    return data
+
+
+# The non-ASCII white space of _UNI_BREAK and _UNI_SPACE as UTF-8 byte codes: all of them
+# start with C2, E1, E2 or E3 (their lead bytes), and are 2 or 3 bytes long.
+_UNI_WHITE = [c.encode("utf-8") for c in map(chr, range(0x80, 0x3001))
+              if _UNI_BREAK.match(c) or _UNI_SPACE.match(c)]
+_LEAD = np.zeros(256, dtype=bool)
+_LEAD[[w[0] for w in _UNI_WHITE]] = True
+_WS2 = np.array([int.from_bytes(w, "big") for w in _UNI_WHITE if len(w) == 2], np.uint32)
+_WS3 = np.array([int.from_bytes(w, "big") for w in _UNI_WHITE if len(w) == 3], np.uint32)
+
+
+def _has_unicode_space(b: np.ndarray) -> bool:
+    """Whether the UTF-8 bytes ``b`` hold any of _UNI_WHITE."""
+    at = np.flatnonzero(_LEAD[b])
+    if len(at) == 0:
+        return False
+    pad = np.concatenate([b, np.zeros(2, dtype=np.uint8)])
+    two = (pad[at].astype(np.uint32) << 8) | pad[at + 1]
+    three = (two << 8) | pad[at + 2]
+    return bool(np.isin(two, _WS2).any() or np.isin(three, _WS3).any())
+
+
+def _already_normal(b: np.ndarray, cls: np.ndarray) -> bool:
+    """Whether step 3 would give back ``b`` itself: every separator byte is " " or "\\n",
+    none is next to another or first, and the last byte is "\\n"."""
+    if b[-1] != _LF or cls[0] != _TEXT:
+        return False
+    sep = cls != _TEXT
+    n = int(np.count_nonzero(sep))
+    if n != int(np.count_nonzero(b == _SP)) + int(np.count_nonzero(b == _LF)):
+        return False
+    return not (sep[1:] & sep[:-1]).any()
 
 
 def check_utf8(raw: bytes, name: str, offset: int = 0, lines_before: int = 0) -> str | None:

@@ -33,7 +33,8 @@ import numpy as np
 
 from minipar.data.tokenize import SPECIALS
 from minipar.core.errors import DataError
-from minipar.models.arpa_format import LOG0 as _LOG0, LineFormatter
+from minipar.core import threads
+from minipar.models.arpa_format import LOG0 as _LOG0, LinePool
 
 __all__ = ["write_arpa", "read_arpa", "arpa_header", "arpa_sections", "ARPA_END", "SPACE"]
 
@@ -65,7 +66,8 @@ def write_arpa(path, tokens, grams, logp, logbo, bos: int = 1, char_level: bool 
         # the GIL): the copy into the page cache runs beside the formatting
         with open(tmp, "wb") as f, ThreadPoolExecutor(1) as writer:
             pending = writer.submit(f.write, arpa_header([len(g) for g in grams]))
-            for k, chunk in arpa_sections(LineFormatter(names), grams, logp, logbo, bos):
+            pool = LinePool(names, threads.budget())
+            for k, chunk in pool.stream(arpa_sections(grams, logp, logbo, bos)):
                 if progress and chunk is None:
                     progress(f"writing {k}-grams")
                 elif chunk is not None:
@@ -87,9 +89,10 @@ def arpa_header(sizes) -> bytes:
             ).encode()
 
 
-def arpa_sections(fmt, grams, logp, logbo, bos: int, top: int | None = None):
-    """Yield (k, None) as order k starts, then (k, bytes) per chunk: the section title and
-    its lines. ``top`` is the model's order (default: len(grams)); no backoff column there."""
+def arpa_sections(grams, logp, logbo, bos: int, top: int | None = None):
+    """Yield (k, None) as order k starts, (k, bytes) for the section title, then (k, (rows,
+    log10p, log10backoff or None)) per chunk of its lines, for ``LinePool.stream`` to format.
+    ``top`` is the model's order (default: len(grams)); no backoff column there."""
     top = top or len(grams)
     for k in range(1, len(grams) + 1):
         yield k, None
@@ -100,7 +103,7 @@ def arpa_sections(fmt, grams, logp, logbo, bos: int, top: int | None = None):
             lp = logp[k - 1][sl]
             if k == 1:
                 lp = np.where(rows[sl, 0] == bos, 0.0, lp)  # placeholder: <s> is never predicted
-            yield k, fmt.lines(rows[sl], lp, logbo[k - 1][sl] if k < top else None)
+            yield k, (rows[sl], lp, logbo[k - 1][sl] if k < top else None)
 
 
 def _bad(path, lineno, why):

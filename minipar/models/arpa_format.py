@@ -12,6 +12,8 @@ output is one gather from the source (the "ragged gather"):
     bytes = src[start_0 : start_0 + len_0] + src[start_1 : start_1 + len_1] + ...
 
 (``ragged_gather``: one index per output byte, made by a cumulative sum, then one gather).
+Chunks are independent, so ``LinePool`` formats several at once in threads (NumPy's loops
+release the GIL: two threads write a section in about half the time on two cores).
 
 Numbers. x is written in fixed point with ``DECIMALS`` digits after the point:
 q = round(|x| 10^D), integer part q // 10^D, fraction q mod 10^D (no point when it is 0),
@@ -21,11 +23,15 @@ most 0.5 10^-D in log10, a relative error of 1.2 10^-D in a probability.
 
 from __future__ import annotations
 
+import queue
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+
 import numpy as np
 
 from minipar.core.ragged import ragged_gather
 
-__all__ = ["DECIMALS", "LOG0", "format_numbers", "number_lengths", "LineFormatter"]
+__all__ = ["DECIMALS", "LOG0", "format_numbers", "number_lengths", "LineFormatter", "LinePool"]
 
 DECIMALS = 9
 LOG0 = -99.0
@@ -146,3 +152,45 @@ class LineFormatter:
         start = np.stack(starts, axis=1).ravel()
         start += np.where(start < 0, 1 << 40, base)
         return ragged_gather(self.buf[:at], start, np.stack(lens, axis=1).ravel()).tobytes()
+
+
+class LinePool:
+    """``LineFormatter.lines`` of many chunks in ``threads`` threads, each with a formatter of
+    its own (a formatter's buffer is reused from chunk to chunk); the results come back in
+    the order of the chunks. One thread: a plain loop, no pool."""
+
+    def __init__(self, tokens, threads: int = 1):
+        self.threads = max(1, int(threads))
+        self.first = LineFormatter(tokens)
+        self._free = queue.SimpleQueue()
+        self._free.put(self.first)
+        for _ in range(self.threads - 1):
+            self._free.put(LineFormatter(tokens))
+
+    def _lines(self, job) -> bytes:
+        fmt = self._free.get()
+        try:
+            return fmt.lines(*job)
+        finally:
+            self._free.put(fmt)
+
+    def stream(self, items):
+        """For each (key, x) of ``items``: (key, the lines of x) when x is a job (a tuple
+        (rows, logp, logbo or None)), else (key, x) as it is; in order. At most 2 x threads
+        chunks are formatted ahead of the one handed back."""
+        if self.threads == 1:
+            for key, x in items:
+                yield key, self._lines(x) if isinstance(x, tuple) else x
+            return
+        with ThreadPoolExecutor(self.threads) as pool:
+            ahead = deque()
+            for key, x in items:
+                ahead.append((key, pool.submit(self._lines, x) if isinstance(x, tuple) else x))
+                while len(ahead) > 2 * self.threads:
+                    yield _done(*ahead.popleft())
+            while ahead:
+                yield _done(*ahead.popleft())
+
+
+def _done(key, x):
+    return key, x.result() if isinstance(x, Future) else x

@@ -32,7 +32,8 @@ import numpy as np
 from minipar.comm import launch
 from minipar.core.errors import DataError
 from minipar.models.arpa import ARPA_END, arpa_header
-from minipar.models.arpa_format import LineFormatter
+from minipar.core import threads
+from minipar.models.arpa_format import LinePool
 from minipar.models.kneser_ney import discounts_from_t, kn_order, kn_unigrams
 from minipar.models.ngram_counts import count_ngrams, unique_inverse
 from minipar.models.ngram_index import GramIndex
@@ -276,7 +277,8 @@ def write_arpa_ranks(comm, path, tokens, model: DistributedKN, bos: int, progres
     file appears under ``path`` only when every rank has written (a rename, as
     ``write_arpa``). The offsets come first, from the exact size of every rank's part of
     every section (one allgather), so each rank then streams its lines a chunk at a time."""
-    N, fmt = model.order, LineFormatter(tokens)
+    N, pool = model.order, LinePool(tokens, threads.budget())
+    fmt = pool.first
     parts = [_part(model, k, comm.rank, bos) for k in range(1, N + 1)]
     with comm.tracer.compute("sizes"):
         mine = np.array([fmt.size(r, lp, bo) for r, lp, bo in parts], dtype=np.int64)
@@ -307,10 +309,11 @@ def write_arpa_ranks(comm, path, tokens, model: DistributedKN, bos: int, progres
             if comm.rank == 0:
                 error = error or _pwrite(fd, titles[k - 1], at, path)
             at += len(titles[k - 1]) + int(nbytes[:comm.rank, k - 1].sum())
+            jobs = ((k, (rows[i:i + _CHUNK], lp[i:i + _CHUNK],
+                         None if bo is None else bo[i:i + _CHUNK]))
+                    for i in range(0, len(rows), _CHUNK))
             with comm.tracer.compute(f"write {k}-grams"):
-                for i in range(0, len(rows), _CHUNK):
-                    chunk = fmt.lines(rows[i:i + _CHUNK], lp[i:i + _CHUNK],
-                                      None if bo is None else bo[i:i + _CHUNK])
+                for _, chunk in pool.stream(jobs):
                     error = error or _pwrite(fd, chunk, at, path)
                     at += len(chunk)
         if comm.rank == 0:
