@@ -46,6 +46,47 @@ def test_word_keys_give_vocab_build_exactly(lines, min_count, max_size):
     assert np.array_equal(ids, ref.encode(text, normalized=True))
 
 
+@FAST
+@given(st.lists(st.lists(WORDS, min_size=0, max_size=8), min_size=1, max_size=30),
+       st.integers(1, 4), st.integers(1, 3), st.sampled_from([None, 5, 8]))
+def test_words_merged_from_ranks_give_vocab_build_exactly(lines, p, min_count, max_size):
+    """parallel_word_vocab's steps without MPI: each of p parts of the lines finds its
+    distinct words, rank 0's _merge makes the vocabulary, each part gets its ids."""
+    from minipar.training.ngram_read import _distinct, _merge, _vocab_and_ids
+
+    texts = [normalize_text("\n".join(" ".join(line) for line in lines[r::p])) for r in
+             range(p)]
+    whole = "".join(texts)  # normalize_text ends every line with "\n"
+    if not whole.strip():
+        return
+    words = [split_words(t) for t in texts]
+    reply = _merge([_distinct(w) for w in words], False, min_count, max_size, "t")
+    try:
+        ref = Vocab.build(whole, "word", min_count=min_count, max_size=max_size)
+    except Exception as exc:  # the same error from both paths
+        with pytest.raises(type(exc)):
+            _vocab_and_ids(words[0], reply, False)
+        return
+    for w, t in zip(words, texts):
+        vocab, ids = _vocab_and_ids(w, reply, False)
+        assert vocab == ref
+        assert np.array_equal(ids, ref.encode(t, normalized=True) if t else ids[:0])
+
+
+@pytest.mark.parametrize("texts", [["abcdefghX", "abcdefghY"],
+                                   ["abcdefghX", "bbbbbbbbbb", "cccccccccc"]])
+def test_merge_refuses_two_words_with_one_key(texts):
+    """A hash collision between ranks' long words (forged here: real ones are 1 in 2^56)
+    is reported."""
+    from minipar.training.ngram_read import _merge
+
+    key = np.uint64(0xABCDEF00)  # a long word's key: low byte 0
+    keys = [key if t in (texts[0], texts[-1]) else np.uint64(0x1200) for t in texts]
+    parts = [(np.array([k], np.uint64), np.array([1]), [t], False)
+             for k, t in zip(keys, texts)]
+    assert _merge(parts, False, 1, None, "t")[0] == "RuntimeError"
+
+
 def test_long_words_sharing_eight_bytes_get_different_keys():
     words = split_words("'elements (element, abcdefghX abcdefghY abcdefghX\n")
     assert not words.collision

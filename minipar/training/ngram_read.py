@@ -91,10 +91,19 @@ def parallel_word_vocab(comm, text: bytes, lower: bool = False, min_count: int =
     merge is done once, not once per rank."""
     with comm.tracer.compute("words"):
         words = split_words(text)
-    parts = comm.gather_obj((words.distinct, words.counts, words.strings(), words.collision))
+    parts = comm.gather_obj(_distinct(words))
     with comm.tracer.compute("vocabulary"):
         reply = _merge(parts, lower, min_count, max_size, name) if comm.rank == 0 else None
-    reply = comm.bcast_obj(reply)
+    return _vocab_and_ids(words, comm.bcast_obj(reply), lower)
+
+
+def _distinct(words):
+    """(keys, counts, strings, collision) of a rank's distinct words, in key order."""
+    return words.distinct, words.counts, words.strings(), words.collision
+
+
+def _vocab_and_ids(words, reply, lower: bool):
+    """The Vocab from rank 0's reply, and this rank's words as ids."""
     if isinstance(reply[0], str):
         raise (DataError if reply[0] == "DataError" else RuntimeError)(reply[1])
     merged, remap, tokens = reply
