@@ -155,12 +155,16 @@ class LineFormatter:
 
 
 class LinePool:
-    """``LineFormatter.lines`` of many chunks in ``threads`` threads, each with a formatter of
-    its own (a formatter's buffer is reused from chunk to chunk); the results come back in
-    the order of the chunks. One thread: a plain loop, no pool."""
+    """``LineFormatter.lines`` of many chunks in ``threads`` threads (at most MAX_THREADS),
+    each with a formatter of its own (a formatter's buffer is reused from chunk to chunk);
+    the results come back in the order of the chunks. One thread: a plain loop, no pool."""
+
+    # each thread holds a copy of the token names and its chunk's index arrays, and one
+    # thread writes the file: beyond a few, more threads cost memory and gain little
+    MAX_THREADS = 4
 
     def __init__(self, tokens, threads: int = 1):
-        self.threads = max(1, int(threads))
+        self.threads = max(1, min(int(threads), self.MAX_THREADS))
         self.first = LineFormatter(tokens)
         self._free = queue.SimpleQueue()
         self._free.put(self.first)
