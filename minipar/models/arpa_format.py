@@ -97,7 +97,11 @@ class LineFormatter:
         [log10p TAB] [w1 SP] .. [w(k-1) SP] [wk] [TAB log10backoff LF]   (or [LF])
     """
 
-    def __init__(self, tokens):
+    def __init__(self, tokens, like: LineFormatter | None = None):
+        if like is not None:  # the same tokens: share the index, copy only the bytes
+            self.nstart, self.nlen, self.lf = like.nstart, like.nlen, like.lf
+            self.buf = like.buf[:self.lf + 1].copy()
+            return
         # ARPA tokens hold no white space, so one join and one search find them all
         names = np.frombuffer((" ".join(tokens) + " \n").encode("utf-8"), dtype=np.uint8)
         ends = np.flatnonzero(names == ord(" "))
@@ -169,7 +173,7 @@ class LinePool:
         self._free = queue.SimpleQueue()
         self._free.put(self.first)
         for _ in range(self.threads - 1):
-            self._free.put(LineFormatter(tokens))
+            self._free.put(LineFormatter(tokens, like=self.first))
 
     def _lines(self, job) -> bytes:
         fmt = self._free.get()

@@ -281,7 +281,7 @@ def write_arpa_ranks(comm, path, tokens, model: DistributedKN, bos: int, progres
     fmt = pool.first
     parts = [_part(model, k, comm.rank, bos) for k in range(1, N + 1)]
     with comm.tracer.compute("sizes"):
-        mine = np.array([fmt.size(r, lp, bo) for r, lp, bo in parts], dtype=np.int64)
+        mine = np.array([_size(fmt, r, lp, bo) for r, lp, bo in parts], dtype=np.int64)
     with comm.phase("ARPA offsets"):
         nbytes = comm.allgather(mine, np.empty((comm.size, N), dtype=np.int64))
         grams = comm.allreduce(np.array([len(p[0]) for p in parts], np.int64))
@@ -329,6 +329,16 @@ def write_arpa_ranks(comm, path, tokens, model: DistributedKN, bos: int, progres
             os.replace(tmp, path)
     if error:
         raise DataError(error)
+
+
+_SIZE_CHUNK = 1 << 18  # lines sized at once: the temporaries stay a few MB
+
+
+def _size(fmt, rows, lp, bo) -> int:
+    """``fmt.size`` of a part, a chunk of lines at a time."""
+    return sum(fmt.size(rows[i:i + _SIZE_CHUNK], lp[i:i + _SIZE_CHUNK],
+                        None if bo is None else bo[i:i + _SIZE_CHUNK])
+               for i in range(0, len(rows), _SIZE_CHUNK))
 
 
 def _part(model: DistributedKN, k: int, rank: int, bos: int):
