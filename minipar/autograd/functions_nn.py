@@ -148,22 +148,25 @@ class CrossEntropy(Function):
     @staticmethod
     def forward(ctx, logits, targets, ignore_index=None, reduction="mean"):
         z = logits - logits.max(axis=-1, keepdims=True)
-        e = xp.exp(z)
-        s = e.sum(axis=-1, keepdims=True)
         rows = xp.arange(z.shape[0])
         keep = None
         safe_t = targets
         if ignore_index is not None:
             keep = targets != ignore_index
             safe_t = xp.where(keep, targets, 0)
-        nll = xp.log(s[:, 0]) - z[rows, safe_t]
+        zt = z[rows, safe_t]
+        # e = exp(z) and then p = e / s in z's own buffer: for a 10,000-word softmax these
+        # are the largest arrays of a step, and two fresh ones cost a pass each to fault in
+        e = xp.exp(z, out=z)
+        s = e.sum(axis=-1, keepdims=True)
+        nll = xp.log(s[:, 0]) - zt
         if keep is not None:
             nll = nll * keep
             n = int(keep.sum())
         else:
             n = z.shape[0]
         scale = 1.0 / max(n, 1) if reduction == "mean" else 1.0
-        ctx.save_for_backward(e / s, safe_t, keep)
+        ctx.save_for_backward(xp.divide(e, s, out=e), safe_t, keep)
         ctx.scale = scale
         return xp.asarray(nll.sum() * scale, dtype=logits.dtype)
 
