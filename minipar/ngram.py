@@ -36,7 +36,8 @@ from minipar.core.errors import ConfigError, UserError
 from minipar.models.ngram_lm import SMOOTHINGS, NGramModel, load_model, summary_line
 from minipar.models.arpa import SPACE
 from minipar.models.ngram_counts import count_ngrams, split_sentences
-from minipar.training.ngram_distributed import counts_on_root, estimate_kn, write_arpa_ranks
+from minipar.training.ngram_distributed import (CHUNK_TOKENS, counts_on_root, estimate_kn,
+                                               write_arpa_ranks)
 from minipar.training.ngram_mapreduce import fit_model
 from minipar.training.ngram_query import sharded_perplexity, sharded_sample
 from minipar.training.ngram_read import parallel_word_vocab, read_lines_range
@@ -187,8 +188,10 @@ def fit_kn_on_ranks(comm, a, say) -> int:
     bos, V = vocab.bos_id, len(vocab)
     say(f"vocabulary {V:,}; counting 1..{a.order}-grams on {comm.size} ranks")
     model, owned, uni, tot, sizes = estimate_kn(comm, ids, V, a.order, bos, vocab.eos_id,
-                                                say.stage)
+                                                say.stage, a.chunk_tokens)
     del ids
+    if not a.out:  # only model.npz needs the raw counts past estimation
+        owned = None
     say(f"{int(tot[1]):,} {a.tokens} tokens")
     summary = summary_line(a.order, "kn", a.tokens, V, sizes, model.discounts)
     say("smoothed: " + summary)
@@ -318,6 +321,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="also draw N sentences from the model (under mpiexec from the "
                         "sharded model, asking each gram's owner)")
     f.add_argument("--seed", type=int, default=0, help="seed of --sample (0)")
+    f.add_argument("--chunk-tokens", type=int, default=CHUNK_TOKENS, metavar="N",
+                   help="under mpiexec: count and send a rank's sentences in rounds of about "
+                        f"N tokens, which bounds counting's memory ({CHUNK_TOKENS:,})")
     f.add_argument("--trace", metavar="DIR",
                    help="under mpiexec: write DIR/trace.json and DIR/timeline.png (every "
                         "rank's messages and stages) and print the per-rank table")
@@ -365,6 +371,8 @@ def main(argv=None) -> int:
             raise ConfigError(f"--order must be at least 1, got {a.order}")
         if a.cmd == "fit" and a.sample < 0:
             raise ConfigError(f"--sample must be 0 or more sentences, got {a.sample}")
+        if a.cmd == "fit" and a.chunk_tokens < 1:
+            raise ConfigError(f"--chunk-tokens must be at least 1, got {a.chunk_tokens}")
         if a.cmd == "fit":
             _check_outputs(a.out, a.arpa)
             if a.test and not a.test.startswith("builtin"):

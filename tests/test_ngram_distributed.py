@@ -82,9 +82,25 @@ def test_merge_refuses_two_words_with_one_key(texts):
 
     key = np.uint64(0xABCDEF00)  # a long word's key: low byte 0
     keys = [key if t in (texts[0], texts[-1]) else np.uint64(0x1200) for t in texts]
-    parts = [(np.array([k], np.uint64), np.array([1]), [t], False)
+    parts = [(np.array([k], np.uint64), np.array([1]), (t + " ").encode(), False)
              for k, t in zip(keys, texts)]
     assert _merge(parts, False, 1, None, "t")[0] == "RuntimeError"
+
+
+@FAST
+@given(st.lists(st.text(st.characters(blacklist_categories=("Zs", "Cc", "Cs")), min_size=1,
+                        max_size=6), max_size=40), st.integers(1, 5))
+def test_words_joined_as_bytes_come_back_the_same(words, block):
+    """join_words / split_joined, with blocks smaller than the list (astral characters too)."""
+    import minipar.data.word_keys as wk
+
+    old, wk._BLOCK = wk._BLOCK, block
+    try:
+        data = wk.join_words(words)
+        assert data == "".join(w + " " for w in words).encode("utf-8")
+        assert wk.split_joined(data) == words
+    finally:
+        wk._BLOCK = old
 
 
 def test_long_words_sharing_eight_bytes_get_different_keys():

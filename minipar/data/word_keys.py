@@ -25,7 +25,7 @@ from minipar.data.tokenize import EOS, SPECIALS, UNK, Vocab
 from minipar.core.ragged import ragged_gather
 
 __all__ = ["Words", "split_words", "vocab_order", "word_vocab_and_ids", "vocab_from",
-           "with_eos"]
+           "with_eos", "join_words", "split_joined"]
 
 _SP, _LF = 32, 10
 _IS_SEP = np.zeros(256, dtype=bool)
@@ -52,13 +52,42 @@ class Words:
         self.collision = not check_long(buf, self.start, self.length, self.keys,
                                         first[self.inverse])
 
+    def joined(self) -> bytes:
+        """The distinct words' UTF-8 bytes in key order, each followed by one b" "."""
+        if len(self.first) == 0:
+            return b""
+        n = self.length[self.first] + 1
+        joined = ragged_gather(self.buf, self.start[self.first], n)  # each word + its
+        joined[np.cumsum(n) - 1] = _SP  # separator, made a space
+        return joined.tobytes()
+
     def strings(self) -> list[str]:
         """The distinct words as str, in key order."""
-        if len(self.first) == 0:
-            return []
-        n = self.length[self.first]
-        joined = ragged_gather(self.buf, self.start[self.first], n + 1)  # each word + its
-        return joined[:-1].tobytes().decode("utf-8").replace("\n", " ").split(" ")  # separator
+        return split_joined(self.joined())
+
+
+_BLOCK = 1 << 14  # words decoded or encoded at once
+
+
+def join_words(words) -> bytes:
+    """The UTF-8 bytes of ``words`` (no white space in them), each followed by b" ".
+
+    A block at a time: one str of every word would take 4 bytes a character as soon as one
+    word is outside Latin-1 (31 MB for a 447,000-word vocabulary of source code)."""
+    return b"".join([(" ".join(words[i:i + _BLOCK]) + " ").encode("utf-8")
+                     for i in range(0, len(words), _BLOCK)])
+
+
+def split_joined(data) -> list[str]:
+    """``join_words``' inverse, a block of words at a time (bytes or a uint8 array)."""
+    a = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else data
+    ends = np.flatnonzero(a == _SP)
+    out, lo = [], 0
+    for hi in (ends[_BLOCK - 1::_BLOCK] + 1).tolist() + [len(a)]:
+        if hi > lo:
+            out += a[lo:hi - 1].tobytes().decode("utf-8").split(" ")
+        lo = hi
+    return out
 
 
 def split_words(text: str | bytes) -> Words:

@@ -31,6 +31,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 from minipar.core.ragged import ragged_gather
+from minipar.data.word_keys import join_words
 
 __all__ = ["DECIMALS", "LOG0", "format_numbers", "number_lengths", "LineFormatter", "LinePool"]
 
@@ -104,12 +105,13 @@ class LineFormatter:
             self.buf = like.buf[:self.lf + 1].copy()
             return
         # ARPA tokens hold no white space, so one join and one search find them all
-        names = np.frombuffer((" ".join(tokens) + " \n").encode("utf-8"), dtype=np.uint8)
-        ends = np.flatnonzero(names == ord(" "))
+        data = bytearray(join_words(tokens))
+        data += b"\n"
+        self.buf = np.frombuffer(data, dtype=np.uint8)
+        ends = np.flatnonzero(self.buf == ord(" "))
         self.nstart = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64)
         self.nlen = ends - self.nstart
-        self.lf = len(names) - 1  # the LF that ends a top-order line
-        self.buf = names.copy()
+        self.lf = len(self.buf) - 1  # the LF that ends a top-order line
 
     def _room(self, nbytes: int) -> int:
         base = self.lf + 1

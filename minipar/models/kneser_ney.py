@@ -49,7 +49,7 @@ def suffix_ranks(index, grams) -> list:
             r = index.step(k - 1, sfx[k - 2][index.parent[k - 1]], rows[:, -1])
         if (r < 0).any():
             raise ValueError(f"a {k}-gram is listed without its suffix")
-        sfx.append(r)
+        sfx.append(r.astype(np.int32) if len(grams[k - 2]) < 2**31 else r)  # row numbers
     return sfx
 
 
@@ -57,7 +57,7 @@ def adjusted_counts(grams, counts, sfx, bos: int) -> list:
     """a(g) for every order (see the module docstring); ``counts`` are raw counts."""
     N = len(grams)
     a = [None] * N
-    a[N - 1] = np.asarray(counts[N - 1], dtype=np.int64).copy()
+    a[N - 1] = np.asarray(counts[N - 1], dtype=np.int64)  # read only: no copy needed
     for k in range(1, N):
         # Each distinct (k+1)-gram x g adds one to the continuation count of its suffix g.
         cont = np.bincount(sfx[k], minlength=len(grams[k - 1])).astype(np.int64)
@@ -116,6 +116,7 @@ def kn_tables(index, grams, counts, bos: int, stage=None):
             p, bo = kn_order(a[k - 1], discounts[k - 1], index.parent[k - 1],
                              index.sizes[k - 2], p_lower[sfx[k - 1]])
             logbo.append(bo)
+        a[k - 1] = sfx[k - 1] = None  # used once: the memory back before the next order
         logp.append(_log10(p))
         p_lower = p
     logbo.append(np.zeros(index.sizes[N - 1]))
@@ -148,7 +149,15 @@ def kn_order(a: np.ndarray, D, parent: np.ndarray, m: int, p_suffix: np.ndarray)
     seen = den > 0
     gamma = np.zeros(m)
     gamma[seen] = lost[seen] / den[seen]
-    p = (ak - disc) / den[parent] + gamma[parent] * p_suffix
+    # p = (ak - disc) / den[parent] + gamma[parent] * p_suffix, the same operations in
+    # place: one array as long as the order, not five (the top order has the most grams)
+    p = ak
+    p -= disc
+    del disc
+    p /= den[parent]
+    mix = gamma[parent]
+    mix *= p_suffix
+    p += mix
     return p, np.where(seen, _log10(np.where(seen, gamma, 1.0)), 0.0)
 
 

@@ -57,6 +57,7 @@ class NGramCounts:
     sentences: int = 0
     tokens: int = 0
     parents: list | None = None  # parents[k-1][i]: row of k-gram i's prefix in order k-1
+    # (int32 when the table fits)
 
     def __post_init__(self):
         if len(self.grams) != self.order or len(self.counts) != self.order:
@@ -100,13 +101,17 @@ def count_ngrams(ids, order: int, bos: int = BOS, eos: int = EOS) -> NGramCounts
         none = [np.zeros(0, dtype=np.int64)] * order
         return NGramCounts(order, empty, none, parents=[None] + none[1:])
     V = int(s.max()) + 1
+    # positions, room and ranks fit in 4 bytes below 2^31 tokens: half the memory of the
+    # loop's arrays, each as long as the text; the keys need 8
+    idx = np.int32 if len(s) < 2**31 else np.int64
     ends = np.flatnonzero(s == eos)
-    pos = np.arange(len(s))
+    pos = np.arange(len(s), dtype=idx)
     # room[p]: how many tokens of p's sentence start at p (p .. its </s>).
-    room = ends[np.searchsorted(ends, pos)] - pos + 1
+    room = np.repeat((ends + 1).astype(idx), np.diff(ends, prepend=-1))
+    room -= pos
     cnt = np.bincount(s)  # unigrams: the ids are small, a count per id needs no sort
     uniq = np.flatnonzero(cnt)
-    rank = (np.cumsum(cnt > 0) - 1)[s]
+    rank = (np.cumsum(cnt > 0) - 1).astype(idx)[s]
     cnt = cnt[uniq]
     grams = [uniq.astype(np.int32)[:, None]]
     counts = [cnt.astype(np.int64)]
@@ -114,22 +119,38 @@ def count_ngrams(ids, order: int, bos: int = BOS, eos: int = EOS) -> NGramCounts
     for k in range(2, order + 1):
         keep = room >= k  # room, rank: aligned with pos
         pos, rank, room = pos[keep], rank[keep], room[keep]
-        key = rank * V + s[pos + k - 1]
+        del keep
+        key = rank.astype(np.int64)
+        del rank
+        key *= V
+        key += s[pos + (k - 1)]
         # from k = 3 on, pos is in the order of the (k-1)-grams, so the keys are sorted but
         # for runs of equal prefixes: a stable sort (a merge of runs) is 3-5x faster there
         perm = _sort_perm(key) if k == 2 else np.argsort(key, kind="stable")
         sk = key[perm]
+        del key
         new, starts = _runs(sk)
         uniq, cnt = sk[starts], np.diff(np.append(starts, len(sk)))
-        pos, room, rank = pos[perm], room[perm], np.cumsum(new) - 1
+        del sk, starts
+        pos, room = pos[perm], room[perm]
+        del perm
+        rank = np.cumsum(new, dtype=idx)
+        rank -= 1
+        del new
         rows = np.empty((len(uniq), k), dtype=np.int32)
-        parents.append(uniq // V)
+        parents.append(_row_numbers(uniq // V, len(grams[-1])))
         rows[:, :-1] = grams[-1][parents[-1]]
         rows[:, -1] = uniq % V
         grams.append(rows)
         counts.append(cnt.astype(np.int64))
     return NGramCounts(order, grams, counts, sentences=len(ends), tokens=len(s) - len(ends),
                        parents=parents)
+
+
+def _row_numbers(rows: np.ndarray, n: int) -> np.ndarray:
+    """Row numbers of a table of n rows as int32 when they fit: they index as well in 4
+    bytes as in 8, and there is one per gram."""
+    return rows.astype(np.int32) if n < 2**31 else rows
 
 
 def _sort_perm(key: np.ndarray) -> np.ndarray:

@@ -58,22 +58,24 @@ class GramIndex:
             rows = grams[k - 1]
             # prefixes given (parents[k-1], as count_ngrams keeps them) are not looked up
             parent = (self.lookup(rows[:, :-1]) if parents is None or parents[k - 1] is None
-                      else np.asarray(parents[k - 1], dtype=np.int64))
+                      else np.asarray(parents[k - 1]))
             if (parent < 0).any():
                 bad = rows[np.flatnonzero(parent < 0)[0]].tolist()
                 raise ValueError(f"{k}-gram {bad} is listed without its prefix")
-            keys = parent * self.V + rows[:, -1]
-            if len(keys) > 1 and not (np.diff(keys) > 0).all():
+            keys = parent.astype(np.int64) * self.V + rows[:, -1]
+            if len(keys) > 1 and not (keys[1:] > keys[:-1]).all():
                 raise ValueError(f"{k}-grams are not sorted and distinct")
             self.keys.append(keys)
-            self.parent.append(parent)
+            # row numbers index as well in 4 bytes as in 8, and there is one per gram
+            self.parent.append(parent.astype(np.int32 if self.sizes[k - 2] < 2**31 else np.int64,
+                                             copy=False))
 
     def step(self, k: int, rank: np.ndarray, word: np.ndarray) -> np.ndarray:
         """Rank of the k-gram (the (k-1)-gram ``rank``, then ``word``), -1 where not listed."""
         keys = self.keys[k - 1]
         if len(keys) == 0:
             return np.full(len(rank), -1, dtype=np.int64)
-        q = rank * self.V + word
+        q = np.asarray(rank, dtype=np.int64) * self.V + word  # ranks may come as int32
         i = np.minimum(_search(keys, q), len(keys) - 1)
         ok = (rank >= 0) & (word >= 0) & (keys[i] == q)
         return np.where(ok, i, -1)

@@ -7,9 +7,10 @@ first word. Everything KN needs about a context c then sits with one rank: the g
 all start with c's first word, and so does c itself. Unigrams are small (one entry per
 word) and every rank holds all of them, summed with ``allreduce``.
 
-Steps after counting (each rank, its own grams; ``exchange`` is one ``alltoallv`` pair):
+Steps (each rank, its own grams; ``exchange`` is one ``alltoallv`` pair):
 
-    shuffle    local counts of order k -> owner(first word); owners add them up
+    count      a piece of the rank's sentences (rounds of ``chunk_tokens``: ngram_shuffle.py)
+    shuffle    its counts of order k -> owner(first word); owners add them to their own
     adjust     a(g) = N1+(. g): the distinct suffixes g of owned (k+1)-grams -> owner(g),
                which adds up the left extensions it receives (unigrams: an allreduce)
     discount   counts-of-counts t_{k,j} summed with one allreduce -> D1, D2, D3+
@@ -35,48 +36,50 @@ from minipar.models.arpa import ARPA_END, arpa_header
 from minipar.core import threads
 from minipar.models.arpa_format import LinePool
 from minipar.models.kneser_ney import discounts_from_t, kn_order, kn_unigrams
-from minipar.models.ngram_counts import count_ngrams, unique_inverse
+from minipar.models.ngram_counts import count_ngrams, split_sentences, unique_inverse
 from minipar.models.ngram_index import GramIndex
 from minipar.training.ngram_mapreduce import check_top_order, gather_counts
+from minipar.training.ngram_shuffle import (OwnedCounts, alltoallv_rows, block_positions,
+                                            choose_cuts, range_owner, shuffle_round)
 
-__all__ = ["estimate_kn", "counts_on_root", "choose_cuts", "range_owner", "shuffle_counts",
-           "alltoallv_rows", "DistributedKN", "write_arpa_ranks"]
+__all__ = ["estimate_kn", "counts_on_root", "CHUNK_TOKENS", "DistributedKN",
+           "write_arpa_ranks"]
+
+CHUNK_TOKENS = 1 << 20  # a rank's tokens counted in one round: ~100 MB for a moment
 
 _CHUNK = 1 << 14  # lines formatted at once: their index arrays stay in the cache
 
 
-def choose_cuts(comm, local, V: int) -> np.ndarray:
-    """cuts (P + 1 ids, cuts[0] = 0, cuts[P] = V): rank r owns first words cuts[r] ..
-    cuts[r+1]-1, chosen so that each range starts about 1/P of the distinct local grams."""
-    w = np.zeros(V, dtype=np.int64)
-    for rows in local.grams[1:]:
-        w += np.bincount(rows[:, 0], minlength=V)
-    with comm.phase("choose ranges"):
-        comm.allreduce(w)
-    cum = np.cumsum(w)
-    share = cum[-1] * np.arange(1, comm.size) / comm.size
-    return np.concatenate([[0], np.searchsorted(cum, share, side="right"), [V]]).astype(np.int64)
-
-
 def estimate_kn(comm, ids: np.ndarray, V: int, order: int, bos: int, eos: int,
-                stage=lambda name: None):
+                stage=lambda name: None, chunk_tokens: int = CHUNK_TOKENS):
     """This rank's sentences ``ids`` counted, the counts shuffled to their owners and the KN
     tables estimated there: (model, owned, unigram counts, [sentences, tokens] of the whole
     text, grams per order). ``minipar.ngram fit`` and ``minipar.train --model ngram`` (kn)
-    both run this; ``stage(name)`` marks the end of count, exchange and estimate."""
-    with comm.tracer.compute("count"):
-        local = count_ngrams(ids, order, bos, eos)
-    stage("count")
+    both run this; ``stage(name)`` marks the end of count, exchange and estimate. Counting
+    and shuffling go in rounds of about ``chunk_tokens`` tokens a rank (ngram_shuffle.py)."""
+    pieces = split_sentences(ids, max(1, -(-len(ids) // max(1, chunk_tokens))), eos)
+    with comm.phase("rounds"):
+        rounds = int(comm.allreduce(np.array([len(pieces)], np.int64), op="max")[0])
+    owned_counts = OwnedCounts(V, order)
+    uni, tot, cuts = np.zeros(V, dtype=np.int64), np.zeros(2, np.int64), None
+    for r in range(rounds):
+        with comm.tracer.compute("count"):
+            piece = pieces[r] if r < len(pieces) else np.zeros(0, np.int64)
+            local = count_ngrams(piece, order, bos, eos)
+        tot += [local.sentences, local.tokens]
+        uni[local.grams[0][:, 0]] += local.counts[0]
+        stage("count")
+        if cuts is None:
+            cuts = choose_cuts(comm, local, V)
+        shuffle_round(comm, local, cuts, owned_counts)
+        del local
+        stage("exchange")
+    del pieces
     with comm.phase("totals"):
-        tot = comm.allreduce(np.array([local.sentences, local.tokens], np.int64))
-    cuts = choose_cuts(comm, local, V)
-    uni = np.zeros(V, dtype=np.int64)
-    uni[local.grams[0][:, 0]] = local.counts[0]
+        comm.allreduce(tot)
     with comm.phase("shuffle 1-grams"):
         comm.allreduce(uni)
-    owned = shuffle_counts(comm, local, cuts, V)
-    del local
-    stage("exchange")
+    owned = owned_counts.tables()
     with comm.phase("grams per order"):
         sizes = [V] + comm.allreduce(np.array([len(r) for r, _, _ in owned], np.int64)).tolist()
     launch.agree(comm, check_top_order, sizes, order)
@@ -95,64 +98,6 @@ def counts_on_root(comm, model, owned: list, uni: np.ndarray, sentences: int, to
     return gather_counts(comm, parts, sentences, tokens, in_order=True)
 
 
-def range_owner(first_words: np.ndarray, cuts: np.ndarray) -> np.ndarray:
-    return np.searchsorted(cuts[1:-1], first_words, side="right").astype(np.int64)
-
-
-def _block_positions(dest: np.ndarray, P: int):
-    """(send order, counts per rank, position of each item within its rank's block)."""
-    order = np.argsort(dest, kind="stable")
-    send_n = np.bincount(dest, minlength=P).astype(np.int64)
-    pos = np.empty(len(dest), dtype=np.int64)
-    pos[order] = np.arange(len(dest)) - np.repeat(np.cumsum(send_n) - send_n, send_n)
-    return order, send_n, pos
-
-
-def shuffle_counts(comm, local, cuts: np.ndarray, V: int):
-    """The local counts of orders 2..N sent to their owners and merged there: per order
-    (rows sorted, counts, parents). A k-gram travels as (its prefix's position in what this
-    rank sent of order k-1, its last word, its count): three numbers whatever k, and the
-    owner finds the prefix's merged row from that position, so merging is one sort of
-    int64 keys ``parent * V + word`` (``unique_inverse``), as in ``count_ngrams``. The local
-    counts of each order are dropped from ``local`` once sent."""
-    P = comm.size
-    out, prev_pos, prev_inv, prev_off, prev_rows = [], None, None, None, None
-    for k in range(2, local.order + 1):
-        rows, cnt = local.grams[k - 1], local.counts[k - 1]
-        order, send_n, pos = _block_positions(range_owner(rows[:, 0], cuts), P)
-        first = (rows[:, 0].astype(np.int64) if k == 2
-                 else prev_pos[local.parents[k - 1]])
-        packed = np.stack([first, rows[:, -1].astype(np.int64), cnt], axis=1)[order]
-        with comm.phase(f"shuffle {k}-grams"):
-            recv_n = comm.alltoall(send_n, np.empty(P, dtype=np.int64))
-            got = alltoallv_rows(comm, packed, send_n, recv_n, 3, np.int64)
-        with comm.tracer.compute("merge"):
-            off = np.cumsum(recv_n) - recv_n
-            if k == 2:
-                parent = got[:, 0]
-            else:
-                src = np.repeat(np.arange(P), recv_n)
-                parent = prev_inv[prev_off[src] + got[:, 0]]
-            uniq, inv, _ = unique_inverse(parent * V + got[:, 1])
-            merged_cnt = np.bincount(inv, weights=got[:, 2], minlength=len(uniq))
-            par = uniq // V
-            merged = np.empty((len(uniq), k), dtype=np.int32)
-            merged[:, :-1] = par[:, None] if k == 2 else prev_rows[par]
-            merged[:, -1] = uniq % V
-        out.append((merged, merged_cnt.astype(np.int64), par))
-        prev_pos, prev_inv, prev_off, prev_rows = pos, inv, off, merged
-        local.grams[k - 1] = local.counts[k - 1] = None  # sent: memory back at once
-    return out
-
-
-def alltoallv_rows(comm, send, send_n, recv_n, width: int, dtype):
-    """Rows of ``width`` values, ``send_n[r]`` of them to rank r; the rows received."""
-    got = np.empty((int(recv_n.sum()), width), dtype=dtype)
-    comm.alltoallv(np.ascontiguousarray(send).reshape(-1), send_n * width, got.reshape(-1),
-                   recv_n * width)
-    return got
-
-
 class _Route:
     """The distinct suffixes (order k) of this rank's (k+1)-grams, sent to their owners; kept
     so that the owners' answers (one value per suffix) come back along the same way.
@@ -168,14 +113,16 @@ class _Route:
         if prev is None:  # k = 2: the suffix of x w2 w3 is the bigram w2 w3
             key = up[:, 1].astype(np.int64) * V + up[:, 2]
         else:
-            key = prev.inverse[up_parents] * V + up[:, -1]
-        uniq, self.inverse, n_up = unique_inverse(key)
+            key = prev.inverse[up_parents].astype(np.int64) * V + up[:, -1]
+        uniq, inverse, n_up = unique_inverse(key)
+        self.inverse = _small(inverse)  # kept until the answer: 4 bytes an entry, not 8
+        del key, inverse
         head = uniq // V
         if prev is None:
             self.dest = range_owner(head, cuts)
         else:
             self.dest, head = prev.dest[head], prev.pos[head]
-        self.order, self.send_n, self.pos = _block_positions(self.dest, P)
+        self.order, self.send_n, self.pos = block_positions(self.dest, P)
         self.recv_n = comm.alltoall(self.send_n, np.empty(P, dtype=np.int64))
         packed = np.stack([head, uniq % V, n_up], axis=1)[self.order]
         got = alltoallv_rows(comm, packed, self.send_n, self.recv_n, 3, np.int64)
@@ -185,9 +132,10 @@ class _Route:
         else:
             src = np.repeat(np.arange(P), self.recv_n)
             prefix = prev.rank[prev.recv_off[src] + got[:, 0]]
-        self.rank = index.step(k, prefix, got[:, 1])  # where each received suffix is, here
+        self.rank = _small(index.step(k, prefix, got[:, 1]))  # each received suffix's row
         if (self.rank < 0).any():
             raise RuntimeError(f"rank {comm.rank} received {k}-grams it does not own")
+        self.order = _small(self.order)
         self.got_n = got[:, 2]
 
     def answer(self, comm, values: np.ndarray) -> np.ndarray:
@@ -197,6 +145,11 @@ class _Route:
         per_sfx = np.empty(len(back), dtype=values.dtype)
         per_sfx[self.order] = back
         return per_sfx[self.inverse]
+
+
+def _small(x: np.ndarray) -> np.ndarray:
+    """Row numbers as int32 when they fit (they index arrays just as well)."""
+    return x.astype(np.int32) if len(x) < 2**31 - 1 else x
 
 
 class DistributedKN:
@@ -215,6 +168,8 @@ class DistributedKN:
             with comm.phase(f"continuation {k}-grams"):
                 routes[k + 1] = _Route(comm, self.grams[k], owned[k - 1][2], routes[k], cuts,
                                        index, k)
+            if routes[k] is not None:  # what only the next order's route needed
+                routes[k].dest = routes[k].pos = None
         for k in range(N - 1, 0, -1):  # a of order k from the owned (k+1)-grams
             up = self.grams[k]
             if k == 1:
@@ -227,6 +182,7 @@ class DistributedKN:
             rows, cnt, _ = owned[k - 2]
             cont = np.bincount(route.rank, weights=route.got_n, minlength=len(rows))
             a[k - 1] = np.where(rows[:, 0] == bos, cnt, cont.astype(np.int64))
+            route.got_n = None
         a[0] = a[0].copy()
         a[0][bos] = 0  # <s> is never predicted
         stage("adjust")
@@ -252,9 +208,11 @@ class DistributedKN:
             else:
                 with comm.phase(f"suffix p {k - 1}-grams"):
                     p_sfx = routes[k].answer(comm, p)
+                routes[k] = None  # each route answers once: its memory back at once
             with comm.tracer.compute("estimate"):
                 p, bo = kn_order(a[k - 1], self.discounts[k - 1], index.parent[k - 1],
                                  index.sizes[k - 2], p_sfx)
+            a[k - 1] = p_sfx = None
             self.logbo.append(bo)
             self.logp.append(_log10(p))
         self.logbo.append(np.zeros(len(self.grams[-1])))

@@ -35,7 +35,7 @@ import numpy as np
 from minipar.models.ngram_counts import sentence_stream
 from minipar.models.ngram_index import history_matrix
 from minipar.models.ngram_lm import history_rows, sample_sentences
-from minipar.training.ngram_distributed import alltoallv_rows, range_owner
+from minipar.training.ngram_shuffle import alltoallv_rows, range_owner
 
 __all__ = ["sharded_log10probs", "sharded_perplexity", "sharded_sample"]
 

@@ -6,8 +6,9 @@ moved forward to the next line start (a cut at offset o moves to just after the 
 A rank whose range holds no line start gets nothing (more ranks than lines, one huge line).
 
 Vocabulary. Each rank normalises its lines and finds its distinct words as 64-bit keys
-(``word_keys``). The (keys, counts, strings) of every rank are gathered on rank 0
-(``gather_obj``), merged (counts added per key) and ordered as ``Vocab.build`` orders them
+(``word_keys``). The (keys, counts, words as one UTF-8 bytes object) of every rank are
+gathered on rank 0 (``gather_obj``), merged (counts added per key; long words compared as
+bytes with the word that stands for their key) and ordered as ``Vocab.build`` orders them
 (count descending, ties in code-point order); the result goes back with ``bcast_obj``.
 That order depends on the total counts only, so the vocabulary, and every id, is the same
 for any number of ranks.
@@ -25,7 +26,8 @@ from minipar.data.corpus import Corpus, line_slots
 from minipar.data.files import check_file
 from minipar.data.fast_text import check_utf8, normalize_bytes
 from minipar.data.tokenize import EOS, SPECIALS, Vocab
-from minipar.data.word_keys import split_words, vocab_from, with_eos
+from minipar.data.word_keys import (join_words, split_joined, split_words, vocab_from,
+                                     with_eos)
 
 __all__ = ["byte_range", "read_lines_range", "parallel_word_vocab", "read_corpus_ranges"]
 
@@ -98,8 +100,9 @@ def parallel_word_vocab(comm, text: bytes, lower: bool = False, min_count: int =
 
 
 def _distinct(words):
-    """(keys, counts, strings, collision) of a rank's distinct words, in key order."""
-    return words.distinct, words.counts, words.strings(), words.collision
+    """(keys, counts, the words joined, collision) of a rank's distinct words, in key order:
+    the words travel as one bytes object (``join_words``' form), not a str each."""
+    return words.distinct, words.counts, words.joined(), words.collision
 
 
 def _vocab_and_ids(words, reply, lower: bool):
@@ -107,34 +110,41 @@ def _vocab_and_ids(words, reply, lower: bool):
     if isinstance(reply[0], str):
         raise (DataError if reply[0] == "DataError" else RuntimeError)(reply[1])
     merged, remap, tokens = reply
-    vocab = Vocab(list(SPECIALS) + (tokens.split(" ") if tokens else []), "word", lower,
-                  distinct=True)
+    vocab = Vocab(list(SPECIALS) + split_joined(tokens), "word", lower, distinct=True)
     local = remap[np.searchsorted(merged, words.distinct)]
     return vocab, with_eos(local[words.inverse], words.line_words, EOS)
 
 
 def _merge(parts, lower, min_count, max_size, name):
-    """On rank 0: (merged keys, id of each, the tokens after the specials joined by " "),
-    or (error kind, message) for every rank to raise."""
+    """On rank 0: (merged keys, id of each, the tokens after the specials joined), or
+    (error kind, message) for every rank to raise. Only the word that stands for each
+    merged key is decoded to a str; every other long word is compared with it as bytes."""
     clash = ("RuntimeError", "two different words have the same 64-bit key; run on one "
              "process, which checks every word by its text")
     if any(p[3] for p in parts):
         return clash
     keys = np.concatenate([p[0] for p in parts])
-    strings = [s for p in parts for s in p[2]]
+    data = np.frombuffer(b"".join(p[2] for p in parts), dtype=np.uint8)
+    ends = np.flatnonzero(data == ord(" "))  # one after each word
+    start = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64)
+    length = ends - start
     merged, first, inv = np.unique(keys, return_index=True, return_inverse=True)
     counts = np.bincount(inv, weights=np.concatenate([p[1] for p in parts]),
                          minlength=len(merged)).astype(np.int64)
-    table = np.array(strings, dtype=object)
-    rep = table[first].tolist()
     long = np.flatnonzero((keys & np.uint64(0xFF)) == 0)  # short keys are the words' bytes
-    if (table[long] != table[first[inv[long]]]).any():
+    rep = first[inv[long]]
+    long, rep = long[rep != long], rep[rep != long]
+    if len(long) and (not np.array_equal(length[long], length[rep]) or not np.array_equal(
+            ragged_gather(data, start[long], length[long]),
+            ragged_gather(data, start[rep], length[rep]))):
         return clash
+    words = split_joined(ragged_gather(data, start[first], length[first] + 1))
+    del data, keys, inv
     try:
-        vocab, remap = vocab_from(rep, merged, counts, lower, min_count, max_size, name)
+        vocab, remap = vocab_from(words, merged, counts, lower, min_count, max_size, name)
     except DataError as exc:
         return ("DataError", str(exc))
-    return merged, remap, " ".join(vocab.tokens[3:])
+    return merged, remap, join_words(vocab.tokens[3:])
 
 
 def read_corpus_ranges(comm, path: str, valid: str | None, lower: bool, min_count: int = 1,
