@@ -116,7 +116,7 @@ def cmd_fit(a) -> int:
     del ids  # 8 bytes a token, not needed past counting
     say.stage("count")
     model = NGramModel.from_counts(counts, vocab, a.smoothing, k=a.k, alpha=a.alpha,
-                                   stage=say.stage)
+                                   stage=say.stage, keep_counts=bool(a.out))
     say.stage("estimate")
     return _report(a, model, vocab, name, say)
 
@@ -198,7 +198,8 @@ def fit_kn_on_ranks(comm, a, say) -> int:
     for w in model.warnings if comm.rank == 0 else []:
         print(f"minipar: warning: {w}", file=sys.stderr)
     if a.arpa:
-        names = [SPACE if (a.tokens == "char" and t == " ") else t for t in vocab.tokens]
+        names = (vocab.joined() if a.tokens == "word" else  # word names: bytes, no strs
+                 [SPACE if t == " " else t for t in vocab.tokens])
         write_arpa_ranks(comm, a.arpa, names, model, bos, progress=say)
         say.stage("write")
         say(f"wrote {a.arpa}")

@@ -92,7 +92,7 @@ def test_merge_refuses_two_words_with_one_key(texts):
                         max_size=6), max_size=40), st.integers(1, 5))
 def test_words_joined_as_bytes_come_back_the_same(words, block):
     """join_words / split_joined, with blocks smaller than the list (astral characters too)."""
-    import minipar.data.word_keys as wk
+    import minipar.data.tokenize as wk
 
     old, wk._BLOCK = wk._BLOCK, block
     try:

@@ -150,3 +150,23 @@ def test_distributions_sum_to_one(text, order, smoothing, kind):
     ctxs = contexts_of(model, np.concatenate([ids, unseen]))
     sums = model.distributions(ctxs).sum(axis=1)
     assert sums == pytest.approx(np.ones(len(ctxs)), abs=1e-9)
+
+
+@pytest.mark.parametrize("smoothing", ["kn", "ml", "addk", "stupid"])
+def test_a_model_without_its_counts_has_the_same_tables(smoothing):
+    """keep_counts=False (minipar.ngram fit without --out) lets the raw counts go: the
+    tables are the same bits, and saving says why it cannot."""
+    from minipar.models.ngram_counts import count_ngrams
+
+    corpus = load_corpus(None, tokens="word", max_chars=20000)
+    ids, vocab = corpus.train, corpus.vocab
+    ref = NGramModel.from_counts(count_ngrams(ids, 4), vocab, smoothing)
+    counts = count_ngrams(ids, 4)
+    lean = NGramModel.from_counts(counts, vocab, smoothing, keep_counts=False)
+    assert counts.counts is None and lean.counts is None
+    if ref.logp is not None:  # add-k scores from its own copy of the counts instead
+        for a, b in zip(ref.logp + ref.logbo, lean.logp + lean.logbo):
+            assert np.array_equal(a, b)
+    assert np.array_equal(ref.log10probs(corpus.valid), lean.log10probs(corpus.valid))
+    with pytest.raises(ValueError, match="keep_counts=False"):
+        lean.save("unused.npz")

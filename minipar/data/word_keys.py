@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from minipar.data.tokenize import EOS, SPECIALS, UNK, Vocab
+from minipar.data.tokenize import EOS, SPECIALS, UNK, Vocab, split_joined
 from minipar.core.ragged import ragged_gather
 
 __all__ = ["Words", "split_words", "vocab_order", "word_vocab_and_ids", "vocab_from",
-           "with_eos", "join_words", "split_joined"]
+           "with_eos"]
 
 _SP, _LF = 32, 10
 _IS_SEP = np.zeros(256, dtype=bool)
@@ -64,30 +64,6 @@ class Words:
     def strings(self) -> list[str]:
         """The distinct words as str, in key order."""
         return split_joined(self.joined())
-
-
-_BLOCK = 1 << 14  # words decoded or encoded at once
-
-
-def join_words(words) -> bytes:
-    """The UTF-8 bytes of ``words`` (no white space in them), each followed by b" ".
-
-    A block at a time: one str of every word would take 4 bytes a character as soon as one
-    word is outside Latin-1 (31 MB for a 447,000-word vocabulary of source code)."""
-    return b"".join([(" ".join(words[i:i + _BLOCK]) + " ").encode("utf-8")
-                     for i in range(0, len(words), _BLOCK)])
-
-
-def split_joined(data) -> list[str]:
-    """``join_words``' inverse, a block of words at a time (bytes or a uint8 array)."""
-    a = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else data
-    ends = np.flatnonzero(a == _SP)
-    out, lo = [], 0
-    for hi in (ends[_BLOCK - 1::_BLOCK] + 1).tolist() + [len(a)]:
-        if hi > lo:
-            out += a[lo:hi - 1].tobytes().decode("utf-8").split(" ")
-        lo = hi
-    return out
 
 
 def split_words(text: str | bytes) -> Words:

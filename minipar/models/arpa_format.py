@@ -31,7 +31,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 from minipar.core.ragged import ragged_gather
-from minipar.data.word_keys import join_words
+from minipar.data.tokenize import join_words
 
 __all__ = ["DECIMALS", "LOG0", "format_numbers", "number_lengths", "LineFormatter", "LinePool"]
 
@@ -97,6 +97,8 @@ class LineFormatter:
     without its space), then room for the numbers of one chunk. A line is k + 2 pieces:
 
         [log10p TAB] [w1 SP] .. [w(k-1) SP] [wk] [TAB log10backoff LF]   (or [LF])
+
+    ``tokens``: the names as a list of str, or already as those bytes (``join_words``).
     """
 
     def __init__(self, tokens, like: LineFormatter | None = None):
@@ -105,7 +107,7 @@ class LineFormatter:
             self.buf = like.buf[:self.lf + 1].copy()
             return
         # ARPA tokens hold no white space, so one join and one search find them all
-        data = bytearray(join_words(tokens))
+        data = bytearray(tokens if isinstance(tokens, bytes) else join_words(tokens))
         data += b"\n"
         self.buf = np.frombuffer(data, dtype=np.uint8)
         ends = np.flatnonzero(self.buf == ord(" "))

@@ -62,7 +62,9 @@ class GramIndex:
             if (parent < 0).any():
                 bad = rows[np.flatnonzero(parent < 0)[0]].tolist()
                 raise ValueError(f"{k}-gram {bad} is listed without its prefix")
-            keys = parent.astype(np.int64) * self.V + rows[:, -1]
+            keys = parent.astype(np.int64)  # parent * V + last word, in one array
+            keys *= self.V
+            keys += rows[:, -1]
             if len(keys) > 1 and not (keys[1:] > keys[:-1]).all():
                 raise ValueError(f"{k}-grams are not sorted and distinct")
             self.keys.append(keys)

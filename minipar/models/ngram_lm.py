@@ -51,7 +51,8 @@ class NGramModel:
 
     def __init__(self, vocab: Vocab, order: int, smoothing: str, grams, counts=None,
                  logp=None, logbo=None, k: float = 1.0, alpha: float = 0.4,
-                 sentences: int = 0, tokens: int = 0, parents=None, stage=None):
+                 sentences: int = 0, tokens: int = 0, parents=None, stage=None,
+                 keep_counts: bool = True):
         if smoothing not in SMOOTHINGS + ("arpa",):
             raise ConfigError(f"unknown smoothing {smoothing!r}: use {', '.join(SMOOTHINGS)}")
         if smoothing == "addk" and not k > 0:
@@ -61,13 +62,13 @@ class NGramModel:
         self.vocab, self.order, self.smoothing = vocab, order, smoothing
         self.k, self.alpha = float(k), float(alpha)
         self.sentences, self.tokens = sentences, tokens
-        self.grams, self.counts = grams, counts
+        self.grams, self.counts = grams, counts if keep_counts else None
         self.index = GramIndex(grams, len(vocab), parents)
         self.discounts, self.warnings = None, []
         bos = vocab.bos_id
         if smoothing == "kn":
-            logp, logbo, self.discounts, self.warnings = kn_tables(self.index, grams, counts,
-                                                                   bos, stage)
+            logp, logbo, self.discounts, self.warnings = kn_tables(
+                self.index, grams, counts, bos, stage, release=not keep_counts)
         elif smoothing in ("ml", "stupid"):
             logp, logbo = ml_tables(self.index, grams, counts, bos)
         elif smoothing == "addk":
@@ -93,9 +94,14 @@ class NGramModel:
 
     @classmethod
     def from_counts(cls, counts: NGramCounts, vocab: Vocab, smoothing: str = "kn",
-                    k: float = 1.0, alpha: float = 0.4, stage=None) -> "NGramModel":
+                    k: float = 1.0, alpha: float = 0.4, stage=None,
+                    keep_counts: bool = True) -> "NGramModel":
         """Build from (merged) counts: unigrams are made dense over the vocabulary.
-        ``stage``: called with "adjust" and "discount" as KN passes them (timings)."""
+        ``stage``: called with "adjust" and "discount" as KN passes them (timings).
+        ``keep_counts=False``: the model does not keep the raw counts, so it cannot be
+        saved as .npz; ``counts.counts`` is taken (set to None), and Kneser-Ney lets each
+        order's counts go once its adjusted counts are made (8 bytes a gram less while
+        the probabilities are made and written)."""
         V = len(vocab)
         if counts.tokens == 0 or counts.counts[0].sum() == 0:
             raise DataError("no training tokens to count")
@@ -105,12 +111,14 @@ class NGramModel:
         uni[counts.grams[0][:, 0]] = counts.counts[0]
         grams = [np.arange(V, dtype=np.int32)[:, None]] + list(counts.grams[1:])
         cnts = [uni] + list(counts.counts[1:])
+        if not keep_counts:
+            counts.counts = None
         parents = None
         if counts.parents is not None and counts.order > 1:  # order 2: dense unigram rows
             parents = [None, grams[1][:, 0]] + list(counts.parents[2:])
         return cls(vocab, counts.order, smoothing, grams, cnts, k=k, alpha=alpha,
                    sentences=counts.sentences, tokens=counts.tokens, parents=parents,
-                   stage=stage)
+                   stage=stage, keep_counts=keep_counts)
 
     @classmethod
     def from_arpa(cls, path, tokens: str = "word", lower: bool = False) -> "NGramModel":
@@ -192,6 +200,8 @@ class NGramModel:
     def save(self, path) -> None:
         """Native file (.npz): the vocabulary and the counts (or, for a model read from ARPA,
         its tables); probabilities are recomputed on load. Written atomically."""
+        if self.counts is None and self.smoothing != "arpa":
+            raise ValueError("this model was built with keep_counts=False: no counts to save")
         arrays = {}
         for i, g in enumerate(self.grams):
             arrays[f"grams{i + 1}"] = g

@@ -40,7 +40,8 @@ from minipar.models.ngram_counts import count_ngrams, split_sentences, unique_in
 from minipar.models.ngram_index import GramIndex
 from minipar.training.ngram_mapreduce import check_top_order, gather_counts
 from minipar.training.ngram_shuffle import (OwnedCounts, alltoallv_rows, block_positions,
-                                            choose_cuts, range_owner, shuffle_round)
+                                            choose_cuts, pack_rows, range_owner,
+                                            shuffle_round)
 
 __all__ = ["estimate_kn", "counts_on_root", "CHUNK_TOKENS", "DistributedKN",
            "write_arpa_ranks"]
@@ -124,7 +125,7 @@ class _Route:
             self.dest, head = prev.dest[head], prev.pos[head]
         self.order, self.send_n, self.pos = block_positions(self.dest, P)
         self.recv_n = comm.alltoall(self.send_n, np.empty(P, dtype=np.int64))
-        packed = np.stack([head, uniq % V, n_up], axis=1)[self.order]
+        packed = pack_rows(self.order, head, uniq % V, n_up)
         got = alltoallv_rows(comm, packed, self.send_n, self.recv_n, 3, np.int64)
         self.recv_off = np.cumsum(self.recv_n) - self.recv_n
         if prev is None:
@@ -164,25 +165,23 @@ class DistributedKN:
         a = [None] * N
         a[N - 1] = owned[-1][1] if N > 1 else uni.copy()
         routes = [None] * (N + 1)  # routes[k]: suffixes of the k-grams, k >= 3
-        for k in range(2, N):
+        for k in range(2, N):  # a of order k from the suffixes of the owned (k+1)-grams
             with comm.phase(f"continuation {k}-grams"):
-                routes[k + 1] = _Route(comm, self.grams[k], owned[k - 1][2], routes[k], cuts,
-                                       index, k)
+                route = routes[k + 1] = _Route(comm, self.grams[k], owned[k - 1][2],
+                                               routes[k], cuts, index, k)
             if routes[k] is not None:  # what only the next order's route needed
                 routes[k].dest = routes[k].pos = None
-        for k in range(N - 1, 0, -1):  # a of order k from the owned (k+1)-grams
-            up = self.grams[k]
-            if k == 1:
-                cont = np.bincount(up[:, 1], minlength=V).astype(np.int64)
-                with comm.phase("continuation 1-grams"):
-                    comm.allreduce(cont)
-                a[0] = cont
-                continue
-            route = routes[k + 1]
             rows, cnt, _ = owned[k - 2]
             cont = np.bincount(route.rank, weights=route.got_n, minlength=len(rows))
             a[k - 1] = np.where(rows[:, 0] == bos, cnt, cont.astype(np.int64))
-            route.got_n = None
+            route.got_n = cont = None  # one order's left extensions alive at a time
+        if N > 2:  # the last route's ways on, which no order needs
+            routes[N].dest = routes[N].pos = None
+        if N > 1:
+            cont = np.bincount(self.grams[1][:, 1], minlength=V).astype(np.int64)
+            with comm.phase("continuation 1-grams"):
+                comm.allreduce(cont)
+            a[0] = cont
         a[0] = a[0].copy()
         a[0][bos] = 0  # <s> is never predicted
         stage("adjust")

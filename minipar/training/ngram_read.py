@@ -25,9 +25,8 @@ from minipar.core.ragged import ragged_gather
 from minipar.data.corpus import Corpus, line_slots
 from minipar.data.files import check_file
 from minipar.data.fast_text import check_utf8, normalize_bytes
-from minipar.data.tokenize import EOS, SPECIALS, Vocab
-from minipar.data.word_keys import (join_words, split_joined, split_words, vocab_from,
-                                     with_eos)
+from minipar.data.tokenize import EOS, Vocab, join_words, split_joined
+from minipar.data.word_keys import split_words, vocab_from, with_eos
 
 __all__ = ["byte_range", "read_lines_range", "parallel_word_vocab", "read_corpus_ranges"]
 
@@ -110,7 +109,7 @@ def _vocab_and_ids(words, reply, lower: bool):
     if isinstance(reply[0], str):
         raise (DataError if reply[0] == "DataError" else RuntimeError)(reply[1])
     merged, remap, tokens = reply
-    vocab = Vocab(list(SPECIALS) + split_joined(tokens), "word", lower, distinct=True)
+    vocab = Vocab.from_joined(tokens, lower)  # strs only if someone reads vocab.tokens
     local = remap[np.searchsorted(merged, words.distinct)]
     return vocab, with_eos(local[words.inverse], words.line_words, EOS)
 
@@ -125,21 +124,23 @@ def _merge(parts, lower, min_count, max_size, name):
         return clash
     keys = np.concatenate([p[0] for p in parts])
     data = np.frombuffer(b"".join(p[2] for p in parts), dtype=np.uint8)
-    ends = np.flatnonzero(data == ord(" "))  # one after each word
-    start = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64)
-    length = ends - start
+    length = np.flatnonzero(data == ord(" "))  # one after each word: its end, then
+    start = np.concatenate([[0], length[:-1] + 1])
+    length -= start  # its length
     merged, first, inv = np.unique(keys, return_index=True, return_inverse=True)
     counts = np.bincount(inv, weights=np.concatenate([p[1] for p in parts]),
                          minlength=len(merged)).astype(np.int64)
     long = np.flatnonzero((keys & np.uint64(0xFF)) == 0)  # short keys are the words' bytes
     rep = first[inv[long]]
+    del keys, inv  # rank 0 holds every rank's words here: what is done with goes at once
     long, rep = long[rep != long], rep[rep != long]
     if len(long) and (not np.array_equal(length[long], length[rep]) or not np.array_equal(
             ragged_gather(data, start[long], length[long]),
             ragged_gather(data, start[rep], length[rep]))):
         return clash
+    del long, rep
     words = split_joined(ragged_gather(data, start[first], length[first] + 1))
-    del data, keys, inv
+    del data, start, length, first
     try:
         vocab, remap = vocab_from(words, merged, counts, lower, min_count, max_size, name)
     except DataError as exc:

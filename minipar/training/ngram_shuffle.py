@@ -28,7 +28,7 @@ import numpy as np
 from minipar.models.ngram_counts import unique_inverse
 
 __all__ = ["choose_cuts", "range_owner", "alltoallv_rows", "block_positions", "OwnedCounts",
-           "shuffle_round", "merge_sorted"]
+           "shuffle_round", "merge_sorted", "pack_rows"]
 
 
 def choose_cuts(comm, local, V: int) -> np.ndarray:
@@ -64,6 +64,15 @@ def alltoallv_rows(comm, send, send_n, recv_n, width: int, dtype):
     comm.alltoallv(np.ascontiguousarray(send).reshape(-1), send_n * width, got.reshape(-1),
                    recv_n * width)
     return got
+
+
+def pack_rows(order: np.ndarray, *columns) -> np.ndarray:
+    """(n, len(columns)) int64 rows, row i made of each column's item ``order[i]``: the
+    send buffer filled in send order, with no unordered copy first."""
+    out = np.empty((len(order), len(columns)), dtype=np.int64)
+    for j, col in enumerate(columns):
+        out[:, j] = col[order]  # one column's copy at a time
+    return out
 
 
 def merge_sorted(a_keys, a_counts, b_keys, b_counts):
@@ -139,7 +148,7 @@ def shuffle_round(comm, local, cuts: np.ndarray, owned: OwnedCounts) -> None:
         order, send_n, pos = block_positions(range_owner(rows[:, 0], cuts), P)
         first = (rows[:, 0].astype(np.int64) if k == 2
                  else prev_pos[local.parents[k - 1]])
-        packed = np.stack([first, rows[:, -1].astype(np.int64), cnt], axis=1)[order]
+        packed = pack_rows(order, first, rows[:, -1], cnt)
         local.grams[k - 1] = local.counts[k - 1] = None  # sent: memory back at once
         del rows, cnt, first, order
         with comm.phase(f"shuffle {k}-grams"):
@@ -153,7 +162,10 @@ def shuffle_round(comm, local, cuts: np.ndarray, owned: OwnedCounts) -> None:
             else:  # the prefix's row in this round's merge of k-1, then in the table
                 src = np.repeat(np.arange(P), recv_n)
                 parent = owned.placed[prev_inv[prev_off[src] + got[:, 0]]]
-            uniq, inv, _ = unique_inverse(parent * V + got[:, 1])
+            parent = parent.astype(np.int64)  # parent * V + word, in one array
+            parent *= V
+            parent += got[:, 1]
+            uniq, inv, _ = unique_inverse(parent)
             merged = np.bincount(inv, weights=got[:, 2], minlength=len(uniq)).astype(np.int64)
             del got, parent
             owned.add(k, uniq, merged)
