@@ -28,6 +28,7 @@ __all__ = ["adjusted_counts", "estimate_discounts", "kn_tables", "kn_unigrams", 
            "ml_tables", "FALLBACK"]
 
 FALLBACK = (0.5, 1.0, 1.5)
+_BLOCK = 1 << 16  # grams combined at once in kn_order: the block's temporaries stay small
 
 
 def _log10(x):
@@ -154,14 +155,18 @@ def kn_order(a: np.ndarray, D, parent: np.ndarray, m: int, p_suffix: np.ndarray)
     gamma = np.zeros(m)
     gamma[seen] = lost[seen] / den[seen]
     # p = (ak - disc) / den[parent] + gamma[parent] * p_suffix, the same operations in
-    # place: one array as long as the order, not five (the top order has the most grams)
+    # place and a block at a time: one array as long as the order, not five (the top
+    # order has the most grams, and these are a run's largest temporaries)
     p = ak
     p -= disc
     del disc
-    p /= den[parent]
-    mix = gamma[parent]
-    mix *= p_suffix
-    p += mix
+    for lo in range(0, len(p), _BLOCK):
+        sl = slice(lo, lo + _BLOCK)
+        ctx = parent[sl]
+        p[sl] /= den[ctx]
+        mix = gamma[ctx]
+        mix *= p_suffix[sl]
+        p[sl] += mix
     return p, np.where(seen, _log10(np.where(seen, gamma, 1.0)), 0.0)
 
 

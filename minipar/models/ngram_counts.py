@@ -160,9 +160,12 @@ def _sort_perm(key: np.ndarray) -> np.ndarray:
     b = max(n - 1, 1).bit_length()
     if n == 0 or int(key.max()).bit_length() + b > 63:
         return np.argsort(key, kind="stable")
-    packed = (key.astype(np.int64) << b) | np.arange(n, dtype=np.int64)
+    packed = key.astype(np.int64)  # a copy, sorted in place: no other array as long
+    packed <<= b
+    packed |= np.arange(n, dtype=np.int64)
     packed.sort()
-    return packed & ((1 << b) - 1)
+    packed &= (1 << b) - 1
+    return packed
 
 
 def _runs(sk: np.ndarray):

@@ -111,33 +111,47 @@ class _Route:
 
     def __init__(self, comm, up, up_parents, prev, cuts, index, k: int):
         V, P = index.V, comm.size
+        # each array goes as soon as it is used: the top order's route is the run's peak
         if prev is None:  # k = 2: the suffix of x w2 w3 is the bigram w2 w3
-            key = up[:, 1].astype(np.int64) * V + up[:, 2]
+            key = up[:, 1].astype(np.int64)
+            key *= V
+            key += up[:, 2]
         else:
-            key = prev.inverse[up_parents].astype(np.int64) * V + up[:, -1]
+            key = prev.inverse[up_parents].astype(np.int64)
+            key *= V
+            key += up[:, -1]
         uniq, inverse, n_up = unique_inverse(key)
+        del key
         self.inverse = _small(inverse)  # kept until the answer: 4 bytes an entry, not 8
-        del key, inverse
-        head = uniq // V
+        del inverse
+        head, word = np.divmod(uniq, V)
+        del uniq
         if prev is None:
-            self.dest = range_owner(head, cuts)
+            self.dest = range_owner(head, cuts).astype(np.int32)
         else:
             self.dest, head = prev.dest[head], prev.pos[head]
-        self.order, self.send_n, self.pos = block_positions(self.dest, P)
+        self.order, self.send_n, pos = block_positions(self.dest, P)
+        self.pos = _small(pos)
+        del pos
         self.recv_n = comm.alltoall(self.send_n, np.empty(P, dtype=np.int64))
-        packed = pack_rows(self.order, head, uniq % V, n_up)
+        packed = pack_rows(self.order, head, word, n_up)
+        del head, word, n_up
+        self.order = _small(self.order)
         got = alltoallv_rows(comm, packed, self.send_n, self.recv_n, 3, np.int64)
+        del packed
         self.recv_off = np.cumsum(self.recv_n) - self.recv_n
         if prev is None:
             prefix = got[:, 0]
         else:
             src = np.repeat(np.arange(P), self.recv_n)
             prefix = prev.rank[prev.recv_off[src] + got[:, 0]]
+            del src
         self.rank = _small(index.step(k, prefix, got[:, 1]))  # each received suffix's row
+        del prefix
         if (self.rank < 0).any():
             raise RuntimeError(f"rank {comm.rank} received {k}-grams it does not own")
-        self.order = _small(self.order)
-        self.got_n = got[:, 2]
+        self.got_n = got[:, 2].copy()  # a column of its own, not a view holding all three
+        del got
 
     def answer(self, comm, values: np.ndarray) -> np.ndarray:
         """values[rank of each received suffix] sent back; returns the value of each up-row."""
