@@ -187,6 +187,7 @@ def vocab_from(strings: list[str], keys: np.ndarray, counts: np.ndarray, lower: 
 def with_eos(word_ids: np.ndarray, line_words: np.ndarray, eos: int) -> np.ndarray:
     """Each line's word ids followed by ``eos``."""
     out = np.full(len(word_ids) + len(line_words), eos, dtype=np.int64)
-    line = np.repeat(np.arange(len(line_words)), line_words)
-    out[np.arange(len(word_ids)) + line] = word_ids
+    words = np.ones(len(out), dtype=bool)  # a mask: 1 byte a token, not 16 of positions
+    words[np.cumsum(np.asarray(line_words) + 1) - 1] = False  # each line's </s>
+    out[words] = word_ids
     return out

@@ -25,15 +25,21 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["adjusted_counts", "estimate_discounts", "kn_tables", "kn_unigrams", "kn_order",
-           "ml_tables", "FALLBACK"]
+           "ml_tables", "top_backoffs", "FALLBACK"]
 
 FALLBACK = (0.5, 1.0, 1.5)
 _BLOCK = 1 << 16  # grams combined at once in kn_order: the block's temporaries stay small
 
 
-def _log10(x):
+def _log10(x, out=None):
     with np.errstate(divide="ignore"):
-        return np.log10(x)
+        return np.log10(x, out=out)
+
+
+def top_backoffs(n: int) -> np.ndarray:
+    """log10 backoff 0 for each of the n top-order grams, which are never a context (the
+    ARPA file has no backoff column there): a read-only zero, no memory per gram."""
+    return np.broadcast_to(np.float64(0.0), (n,))
 
 
 def suffix_ranks(index, grams) -> list:
@@ -122,9 +128,9 @@ def kn_tables(index, grams, counts, bos: int, stage=None, release: bool = False)
                              index.sizes[k - 2], p_lower[sfx[k - 1]])
             logbo.append(bo)
         a[k - 1] = sfx[k - 1] = None  # used once: the memory back before the next order
-        logp.append(_log10(p))
+        logp.append(_log10(p, out=p if k == N else None))  # the top order's p: not needed
         p_lower = p
-    logbo.append(np.zeros(index.sizes[N - 1]))
+    logbo.append(top_backoffs(index.sizes[N - 1]))
     return logp, logbo, discounts, warnings
 
 

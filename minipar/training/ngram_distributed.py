@@ -35,7 +35,7 @@ from minipar.core.errors import DataError
 from minipar.models.arpa import ARPA_END, arpa_header
 from minipar.core import threads
 from minipar.models.arpa_format import LinePool
-from minipar.models.kneser_ney import discounts_from_t, kn_order, kn_unigrams
+from minipar.models.kneser_ney import discounts_from_t, kn_order, kn_unigrams, top_backoffs
 from minipar.models.ngram_counts import count_ngrams, split_sentences, unique_inverse
 from minipar.models.ngram_index import GramIndex
 from minipar.training.ngram_mapreduce import check_top_order, gather_counts
@@ -227,8 +227,8 @@ class DistributedKN:
                                  index.sizes[k - 2], p_sfx)
             a[k - 1] = p_sfx = None
             self.logbo.append(bo)
-            self.logp.append(_log10(p))
-        self.logbo.append(np.zeros(len(self.grams[-1])))
+            self.logp.append(_log10(p, out=p if k == N else None))  # top p: not needed
+        self.logbo.append(top_backoffs(len(self.grams[-1])))
 
     def mine(self, k: int, rank: int):
         """(rows, logp, logbo) of order k that rank ``rank`` writes (unigrams: its range)."""
@@ -238,9 +238,9 @@ class DistributedKN:
         return self.grams[k - 1], self.logp[k - 1], self.logbo[k - 1]
 
 
-def _log10(x):
+def _log10(x, out=None):
     with np.errstate(divide="ignore"):
-        return np.log10(x)
+        return np.log10(x, out=out)
 
 
 def write_arpa_ranks(comm, path, tokens, model: DistributedKN, bos: int, progress=None) -> None:
