@@ -188,10 +188,9 @@ def fit_kn_on_ranks(comm, a, say) -> int:
     bos, V = vocab.bos_id, len(vocab)
     say(f"vocabulary {V:,}; counting 1..{a.order}-grams on {comm.size} ranks")
     model, owned, uni, tot, sizes = estimate_kn(comm, ids, V, a.order, bos, vocab.eos_id,
-                                                say.stage, a.chunk_tokens)
+                                                say.stage, a.chunk_tokens,
+                                                keep_counts=bool(a.out))  # for model.npz
     del ids
-    if not a.out:  # only model.npz needs the raw counts past estimation
-        owned = None
     say(f"{int(tot[1]):,} {a.tokens} tokens")
     summary = summary_line(a.order, "kn", a.tokens, V, sizes, model.discounts)
     say("smoothed: " + summary)

@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from mpiutil import run_mpi
 
@@ -52,7 +52,7 @@ def test_word_keys_give_vocab_build_exactly(lines, min_count, max_size):
 def test_words_merged_from_ranks_give_vocab_build_exactly(lines, p, min_count, max_size):
     """parallel_word_vocab's steps without MPI: each of p parts of the lines finds its
     distinct words, rank 0's _merge makes the vocabulary, each part gets its ids."""
-    from minipar.training.ngram_read import _distinct, _merge, _vocab_and_ids
+    from minipar.training.ngram_read import _concat, _distinct, _merge, _vocab_and_ids
 
     texts = [normalize_text("\n".join(" ".join(line) for line in lines[r::p])) for r in
              range(p)]
@@ -60,7 +60,7 @@ def test_words_merged_from_ranks_give_vocab_build_exactly(lines, p, min_count, m
     if not whole.strip():
         return
     words = [split_words(t) for t in texts]
-    reply = _merge([_distinct(w) for w in words], False, min_count, max_size, "t")
+    reply = _merge(*_concat([_distinct(w) for w in words]), False, min_count, max_size, "t")
     try:
         ref = Vocab.build(whole, "word", min_count=min_count, max_size=max_size)
     except Exception as exc:  # the same error from both paths
@@ -78,13 +78,13 @@ def test_words_merged_from_ranks_give_vocab_build_exactly(lines, p, min_count, m
 def test_merge_refuses_two_words_with_one_key(texts):
     """A hash collision between ranks' long words (forged here: real ones are 1 in 2^56)
     is reported."""
-    from minipar.training.ngram_read import _merge
+    from minipar.training.ngram_read import _concat, _merge
 
     key = np.uint64(0xABCDEF00)  # a long word's key: low byte 0
     keys = [key if t in (texts[0], texts[-1]) else np.uint64(0x1200) for t in texts]
-    parts = [(np.array([k], np.uint64), np.array([1]), (t + " ").encode(), False)
-             for k, t in zip(keys, texts)]
-    assert _merge(parts, False, 1, None, "t")[0] == "RuntimeError"
+    parts = [(np.array([k], np.uint64), np.array([1]),
+              np.frombuffer((t + " ").encode(), np.uint8), False) for k, t in zip(keys, texts)]
+    assert _merge(*_concat(parts), False, 1, None, "t")[0] == "RuntimeError"
 
 
 @FAST
@@ -101,6 +101,29 @@ def test_words_joined_as_bytes_come_back_the_same(words, block):
         assert wk.split_joined(data) == words
     finally:
         wk._BLOCK = old
+
+
+@FAST
+@given(st.lists(st.tuples(st.sampled_from(["", "abcdefgh", "abcdefghabcdefgh", "x" * 23]),
+                          st.text(st.sampled_from("ab\x00é日"), max_size=10)),
+                unique=True, max_size=40),
+       st.lists(st.integers(1, 3), min_size=40, max_size=40))
+@example([("", "a\x00"), ("", "a"), ("", "ab"), ("abcdefgh", "\x00"), ("", "a\x00\x00"),
+          ("abcdefgh", "")], [2] * 40)  # tied to the last byte: the shorter word first
+def test_vocab_order_of_bytes_is_python_sort_of_strs(parts, counts):
+    """Count descending, ties in code-point order, found 8 bytes at a time: the order of
+    sorted() on the strs, for words sharing long prefixes, NUL bytes and multi-byte
+    characters."""
+    from minipar.data.word_keys import vocab_order
+
+    words = [a + b for a, b in parts if a + b]
+    words = list(dict.fromkeys(words))
+    data = np.frombuffer("".join(w + " " for w in words).encode(), dtype=np.uint8)
+    length = np.array([len(w.encode()) for w in words], dtype=np.int64)
+    start = np.cumsum(length + 1) - length - 1
+    c = np.array(counts[:len(words)], dtype=np.int64)
+    want = sorted(range(len(words)), key=lambda i: (-c[i], words[i]))
+    assert vocab_order(data, start, length, c).tolist() == want
 
 
 def test_long_words_sharing_eight_bytes_get_different_keys():

@@ -126,7 +126,8 @@ class Vocab:
         decoded into strs only when ``tokens`` is first read: a rank that only writes its
         part of an ARPA file needs the bytes alone (``joined``)."""
         v = cls(SPECIALS, "word", lower)
-        v._tokens, v._joined, v._index = None, bytes(data), None
+        data = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
+        v._tokens, v._joined, v._index = None, data, None
         v._n = len(SPECIALS) + data.count(b" ")
         return v
 
@@ -137,11 +138,12 @@ class Vocab:
             self._tokens = list(SPECIALS) + split_joined(self._joined)
         return self._tokens
 
-    def joined(self) -> bytes:
-        """Every token, specials first, as ``join_words`` bytes."""
+    def joined(self, specials: bool = True) -> bytes:
+        """Every token (``specials=False``: those after the specials) as ``join_words``
+        bytes."""
         if self._joined is not None:
-            return join_words(SPECIALS) + self._joined
-        return join_words(self.tokens)
+            return join_words(SPECIALS) + self._joined if specials else self._joined
+        return join_words(self.tokens if specials else self.tokens[len(SPECIALS):])
 
     @property
     def index(self) -> dict:

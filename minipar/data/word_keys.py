@@ -54,16 +54,22 @@ class Words:
 
     def joined(self) -> bytes:
         """The distinct words' UTF-8 bytes in key order, each followed by one b" "."""
-        if len(self.first) == 0:
-            return b""
-        n = self.length[self.first] + 1
-        joined = ragged_gather(self.buf, self.start[self.first], n)  # each word + its
-        joined[np.cumsum(n) - 1] = _SP  # separator, made a space
-        return joined.tobytes()
+        return join_spans(self.buf, self.start[self.first], self.length[self.first])
 
     def strings(self) -> list[str]:
         """The distinct words as str, in key order."""
         return split_joined(self.joined())
+
+
+def join_spans(buf: np.ndarray, start: np.ndarray, length: np.ndarray) -> bytes:
+    """The words at ``start``/``length`` in ``buf`` (each followed there by one separator
+    byte) as ``join_words`` bytes: each word, then b" "."""
+    if len(start) == 0:
+        return b""
+    n = length + 1
+    joined = ragged_gather(buf, start, n)  # each word + its separator,
+    joined[np.cumsum(n) - 1] = _SP  # made a space
+    return joined.tobytes()
 
 
 def split_words(text: str | bytes) -> Words:
@@ -140,10 +146,43 @@ def check_long(buf, start, length, keys, rep) -> bool:
     return True
 
 
-def vocab_order(strings: list[str], counts: np.ndarray) -> np.ndarray:
-    """Indices of the words by count descending, ties in code-point order (Vocab's order)."""
-    by_text = np.array(sorted(range(len(strings)), key=strings.__getitem__), dtype=np.int64)
-    return by_text[np.argsort(-counts[by_text], kind="stable")]
+def _chunk_at(view, size: int, start, length, j: int):
+    """Bytes 8j .. 8j+7 of each word as a big-endian integer, zero past the word's end."""
+    return _masked(view[np.minimum(start + 8 * j, size)], np.clip(length - 8 * j, 0, 8))
+
+
+def vocab_order(buf: np.ndarray, start: np.ndarray, length: np.ndarray,
+                counts: np.ndarray) -> np.ndarray:
+    """Indices of the words (UTF-8 bytes at ``start``/``length`` in ``buf``) by count
+    descending, ties in code-point order (Vocab's order), with no str made.
+
+    UTF-8 bytes sort as their code points do. Words are compared 8 bytes at a time
+    (big-endian, zero past a word's end), and only the words still tied after a chunk are
+    compared on the next one; words tied to their last byte are in order of length (a
+    word before the longer words it begins)."""
+    n = len(start)
+    view = _chunks(buf)
+    c = _chunk_at(view, len(buf), start, length, 0)
+    order = np.lexsort((c, -counts))
+    c, cnt = c[order], counts[order]
+    tie = (cnt[1:] == cnt[:-1]) & (c[1:] == c[:-1])  # tie[i]: order[i], order[i+1]
+    del c, cnt
+    j = 0
+    while tie.any():
+        j += 1
+        pos = np.flatnonzero(np.concatenate([tie, [False]]) | np.concatenate([[False], tie]))
+        group = np.cumsum(~np.concatenate([[False], tie]))[pos]  # runs of tied neighbours
+        sub = order[pos]
+        last = bool((length[sub] <= 8 * j).all())  # no tied word has bytes left: by length
+        key = length[sub] if last else _chunk_at(view, len(buf), start[sub], length[sub], j)
+        perm = np.lexsort((key, group))
+        order[pos] = sub[perm]
+        if last:
+            break
+        key, group = key[perm], group[perm]
+        tie = np.zeros(max(n - 1, 0), dtype=bool)  # a group's positions are contiguous
+        tie[pos[:-1][(group[1:] == group[:-1]) & (key[1:] == key[:-1])]] = True
+    return order
 
 
 def word_vocab_and_ids(text: str | bytes, lower: bool = False, min_count: int = 1,
@@ -157,29 +196,33 @@ def word_vocab_and_ids(text: str | bytes, lower: bool = False, min_count: int = 
             text = text.decode("utf-8")
         vocab = Vocab.build(text, "word", lower, min_count, max_size, name=name)
         return vocab, vocab.encode(text, normalized=True)
-    vocab, remap = vocab_from(words.strings(), words.distinct, words.counts, lower, min_count,
-                              max_size, name)
+    vocab, remap = vocab_from(words.buf, words.start[words.first], words.length[words.first],
+                              words.distinct, words.counts, lower, min_count, max_size, name)
     return vocab, with_eos(remap[words.inverse], words.line_words, EOS)
 
 
-def vocab_from(strings: list[str], keys: np.ndarray, counts: np.ndarray, lower: bool,
-               min_count: int, max_size: int | None, name: str):
-    """The ``Vocab`` of distinct words (their strings, sorted keys and counts), as
-    ``Vocab.build`` makes it, and ``remap``: word j -> its id (<unk> when cut off)."""
+def vocab_from(buf: np.ndarray, start: np.ndarray, length: np.ndarray, keys: np.ndarray,
+               counts: np.ndarray, lower: bool, min_count: int, max_size: int | None,
+               name: str):
+    """The ``Vocab`` of distinct words (their bytes at ``start``/``length`` in ``buf``, each
+    followed there by one separator byte; their sorted keys and counts), as ``Vocab.build``
+    makes it, and ``remap``: word j -> its id (<unk> when cut off). The vocabulary holds the
+    kept words as bytes (``Vocab.from_joined``): no str is made until one is asked for."""
     counts = counts.copy()
     for s in SPECIALS:  # literal "<s>" text is a word like any other: <unk>
+        b = s.encode()
         j = int(np.searchsorted(keys, split_words(s).keys[0]))
-        if j < len(strings) and strings[j] == s:
+        if j < len(keys) and length[j] == len(b) and buf[start[j]:start[j] + len(b)].tobytes() == b:
             counts[j] = 0
-    order = vocab_order(strings, counts)
+    order = vocab_order(buf, start, length, counts)
     order = order[counts[order] >= max(min_count, 1)]
     if max_size is not None:
         order = order[:max_size - 3]
-    kept = np.array(strings, dtype=object)[order].tolist() if len(order) else []
-    vocab = Vocab.build_from(list(SPECIALS) + kept, "word", lower,
-                             nothing=len(order) == 0, name=name, min_count=min_count,
-                             empty=len(strings) == 0)
-    remap = np.full(len(strings), UNK, dtype=np.int64)
+    if len(order) == 0:  # Vocab.build's error
+        Vocab.build_from([], "word", lower, nothing=True, name=name, min_count=min_count,
+                         empty=len(keys) == 0)
+    vocab = Vocab.from_joined(join_spans(buf, start[order], length[order]), lower)
+    remap = np.full(len(keys), UNK, dtype=np.int64)
     remap[order] = np.arange(3, 3 + len(order))
     return vocab, remap
 

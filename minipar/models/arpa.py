@@ -58,8 +58,10 @@ def _no_gc():
 
 def write_arpa(path, tokens, grams, logp, logbo, bos: int = 1, char_level: bool = False,
                progress=None) -> None:
-    """Write tables aligned with ``grams`` (lists over orders) as an ARPA file, atomically."""
-    names = [SPACE if (char_level and t == " ") else t for t in tokens]
+    """Write tables aligned with ``grams`` (lists over orders) as an ARPA file, atomically.
+    ``tokens``: the names, or word names already as ``join_words`` bytes."""
+    names = (tokens if isinstance(tokens, bytes) else  # already join_words bytes
+             [SPACE if (char_level and t == " ") else t for t in tokens])
     tmp = f"{os.fspath(path)}.tmp{os.getpid()}"
     try:
         # a second thread writes each chunk while the next is formatted (write releases

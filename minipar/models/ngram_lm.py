@@ -254,8 +254,10 @@ class NGramModel:
         if self.smoothing in ("addk", "stupid"):
             raise ConfigError(f"--smoothing {self.smoothing} cannot be written as ARPA: it is "
                               "not a normalised backoff model (use kn or ml)")
-        write_arpa(path, self.vocab.tokens, self.grams, self.logp, self.logbo,
-                   bos=self.vocab.bos_id, char_level=self.vocab.kind == "char", progress=progress)
+        chars = self.vocab.kind == "char"  # word names as bytes: no str per word
+        write_arpa(path, self.vocab.tokens if chars else self.vocab.joined(), self.grams,
+                   self.logp, self.logbo, bos=self.vocab.bos_id, char_level=chars,
+                   progress=progress)
 
     def summary(self) -> str:
         return summary_line(self.order, self.smoothing, self.vocab.kind, len(self.vocab),

@@ -52,12 +52,15 @@ _CHUNK = 1 << 14  # lines formatted at once: their index arrays stay in the cach
 
 
 def estimate_kn(comm, ids: np.ndarray, V: int, order: int, bos: int, eos: int,
-                stage=lambda name: None, chunk_tokens: int = CHUNK_TOKENS):
+                stage=lambda name: None, chunk_tokens: int = CHUNK_TOKENS,
+                keep_counts: bool = True):
     """This rank's sentences ``ids`` counted, the counts shuffled to their owners and the KN
     tables estimated there: (model, owned, unigram counts, [sentences, tokens] of the whole
     text, grams per order). ``minipar.ngram fit`` and ``minipar.train --model ngram`` (kn)
     both run this; ``stage(name)`` marks the end of count, exchange and estimate. Counting
-    and shuffling go in rounds of about ``chunk_tokens`` tokens a rank (ngram_shuffle.py)."""
+    and shuffling go in rounds of about ``chunk_tokens`` tokens a rank (ngram_shuffle.py).
+    ``keep_counts=False``: each order's raw counts go once its adjusted counts are made
+    (``owned`` then holds None for them: no model.npz can be written from it)."""
     pieces = split_sentences(ids, max(1, -(-len(ids) // max(1, chunk_tokens))), eos)
     with comm.phase("rounds"):
         rounds = int(comm.allreduce(np.array([len(pieces)], np.int64), op="max")[0])
@@ -84,7 +87,7 @@ def estimate_kn(comm, ids: np.ndarray, V: int, order: int, bos: int, eos: int,
     with comm.phase("grams per order"):
         sizes = [V] + comm.allreduce(np.array([len(r) for r, _, _ in owned], np.int64)).tolist()
     launch.agree(comm, check_top_order, sizes, order)
-    model = DistributedKN(comm, owned, uni, cuts, bos, stage)  # compute and messages
+    model = DistributedKN(comm, owned, uni, cuts, bos, stage, release=not keep_counts)
     stage("estimate")
     return model, owned, uni, tot, sizes
 
@@ -171,7 +174,7 @@ class DistributedKN:
     """KN tables of the grams this rank owns (orders >= 2) and of every unigram."""
 
     def __init__(self, comm, owned: list, uni: np.ndarray, cuts: np.ndarray, bos: int,
-                 stage=lambda name: None):
+                 stage=lambda name: None, release: bool = False):
         V, N = len(uni), len(owned) + 1
         self.V, self.order, self.cuts = V, N, cuts
         self.grams = [np.arange(V, dtype=np.int32)[:, None]] + [r for r, _, _ in owned]
@@ -185,10 +188,14 @@ class DistributedKN:
                                                routes[k], cuts, index, k)
             if routes[k] is not None:  # what only the next order's route needed
                 routes[k].dest = routes[k].pos = None
-            rows, cnt, _ = owned[k - 2]
+            rows, cnt, par = owned[k - 2]
             cont = np.bincount(route.rank, weights=route.got_n, minlength=len(rows))
             a[k - 1] = np.where(rows[:, 0] == bos, cnt, cont.astype(np.int64))
-            route.got_n = cont = None  # one order's left extensions alive at a time
+            route.got_n = cont = cnt = None  # one order's left extensions alive at a time
+            if release:  # the raw counts of order k are not needed past this point
+                owned[k - 2] = (rows, None, par)
+        if release and N > 1:  # the top order's raw counts live on as a[N-1] until used
+            owned[-1] = (owned[-1][0], None, owned[-1][2])
         if N > 2:  # the last route's ways on, which no order needs
             routes[N].dest = routes[N].pos = None
         if N > 1:

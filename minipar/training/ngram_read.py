@@ -25,7 +25,7 @@ from minipar.core.ragged import ragged_gather
 from minipar.data.corpus import Corpus, line_slots
 from minipar.data.files import check_file
 from minipar.data.fast_text import check_utf8, normalize_bytes
-from minipar.data.tokenize import EOS, Vocab, join_words, split_joined
+from minipar.data.tokenize import EOS, Vocab
 from minipar.data.word_keys import split_words, vocab_from, with_eos
 
 __all__ = ["byte_range", "read_lines_range", "parallel_word_vocab", "read_corpus_ranges"]
@@ -88,21 +88,68 @@ def parallel_word_vocab(comm, text: bytes, lower: bool = False, min_count: int =
                         max_size: int | None = None, name: str = "text"):
     """The word ``Vocab`` of the whole text (as ``Vocab.build``) and this rank's id stream
     (``text``: this rank's normalised UTF-8 bytes). Rank 0 merges the ranks' distinct words
-    (``gather_obj``) and broadcasts the vocabulary and the id of every merged key, so the
-    merge is done once, not once per rank."""
+    (three ``gatherv``: keys, counts, the words' bytes) and broadcasts the vocabulary and
+    the id of every merged key, so the merge is done once, not once per rank. Arrays travel
+    as buffers, not pickles: rank 0 holds every rank's words once, not twice."""
     with comm.tracer.compute("words"):
         words = split_words(text)
-    parts = comm.gather_obj(_distinct(words))
+    with comm.phase("vocabulary: words to rank 0"):
+        merged = _gather_words(comm, _distinct(words))
     with comm.tracer.compute("vocabulary"):
-        reply = _merge(parts, lower, min_count, max_size, name) if comm.rank == 0 else None
-    return _vocab_and_ids(words, comm.bcast_obj(reply), lower)
+        reply = _merge(*merged, lower, min_count, max_size, name) if comm.rank == 0 else None
+    del merged
+    with comm.phase("vocabulary: ids to every rank"):
+        reply = _bcast_reply(comm, reply)
+    return _vocab_and_ids(words, reply, lower)
 
 
 def _distinct(words):
     """(keys, counts, the words joined, collision) of a rank's distinct words, in key order:
-    the words travel as one bytes object (``join_words``' form), not a str each."""
-    return words.distinct, words.counts, words.joined(), words.collision
+    the words travel as one uint8 array (``join_words``' form), not a str each."""
+    return (words.distinct, words.counts, np.frombuffer(words.joined(), dtype=np.uint8),
+            words.collision)
 
+
+def _concat(parts):
+    """Several ranks' ``_distinct`` as one: (keys, counts, bytes, any collision)."""
+    return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+            np.concatenate([p[2] for p in parts]), any(p[3] for p in parts))
+
+
+def _gather_words(comm, part):
+    """Every rank's ``_distinct`` concatenated on rank 0 (None elsewhere)."""
+    keys, counts, data, collision = part
+    me = np.array([[len(keys), len(data), int(collision)]], dtype=np.int64)
+    sizes = comm.gather(me, np.empty((comm.size, 3), np.int64) if comm.rank == 0 else None)
+    if comm.rank != 0:
+        for buf in (keys, counts, data):
+            comm.gatherv(buf)
+        return None
+    n, nb = sizes[:, 0], sizes[:, 1]
+    out = (np.empty(int(n.sum()), np.uint64), np.empty(int(n.sum()), np.int64),
+           np.empty(int(nb.sum()), np.uint8))
+    for buf, got, c in zip((keys, counts, data), out, (n, n, nb)):
+        comm.gatherv(buf, got, c.tolist())
+    return (*out, bool(sizes[:, 2].any()))
+
+
+def _bcast_reply(comm, reply):
+    """Rank 0's ``_merge`` result on every rank: an error as it is, else the arrays."""
+    head = None
+    if comm.rank == 0:
+        head = reply if isinstance(reply[0], str) else ("ok", len(reply[0]), len(reply[2]))
+    head = comm.bcast_obj(head)
+    if head[0] != "ok":
+        return head
+    if comm.rank == 0:
+        merged, remap, data = reply
+        data = np.frombuffer(data, dtype=np.uint8).copy()
+    else:
+        merged, remap = np.empty(head[1], np.uint64), np.empty(head[1], np.int64)
+        data = np.empty(head[2], np.uint8)
+    for buf in (merged, remap, data):
+        comm.bcast(buf)
+    return merged, remap, data
 
 def _vocab_and_ids(words, reply, lower: bool):
     """The Vocab from rank 0's reply, and this rank's words as ids."""
@@ -114,22 +161,20 @@ def _vocab_and_ids(words, reply, lower: bool):
     return vocab, with_eos(local[words.inverse], words.line_words, EOS)
 
 
-def _merge(parts, lower, min_count, max_size, name):
+def _merge(keys, counts, data, collision, lower, min_count, max_size, name):
     """On rank 0: (merged keys, id of each, the tokens after the specials joined), or
-    (error kind, message) for every rank to raise. Only the word that stands for each
-    merged key is decoded to a str; every other long word is compared with it as bytes."""
+    (error kind, message) for every rank to raise. The words stay bytes throughout: long
+    words are compared with the word that stands for their key, and the vocabulary is
+    ordered by the bytes (``vocab_order``), so no str is made for them here."""
     clash = ("RuntimeError", "two different words have the same 64-bit key; run on one "
              "process, which checks every word by its text")
-    if any(p[3] for p in parts):
+    if collision:
         return clash
-    keys = np.concatenate([p[0] for p in parts])
-    data = np.frombuffer(b"".join(p[2] for p in parts), dtype=np.uint8)
     length = np.flatnonzero(data == ord(" "))  # one after each word: its end, then
     start = np.concatenate([[0], length[:-1] + 1])
     length -= start  # its length
     merged, first, inv = np.unique(keys, return_index=True, return_inverse=True)
-    counts = np.bincount(inv, weights=np.concatenate([p[1] for p in parts]),
-                         minlength=len(merged)).astype(np.int64)
+    counts = np.bincount(inv, weights=counts, minlength=len(merged)).astype(np.int64)
     long = np.flatnonzero((keys & np.uint64(0xFF)) == 0)  # short keys are the words' bytes
     rep = first[inv[long]]
     del keys, inv  # rank 0 holds every rank's words here: what is done with goes at once
@@ -139,13 +184,12 @@ def _merge(parts, lower, min_count, max_size, name):
             ragged_gather(data, start[rep], length[rep]))):
         return clash
     del long, rep
-    words = split_joined(ragged_gather(data, start[first], length[first] + 1))
-    del data, start, length, first
     try:
-        vocab, remap = vocab_from(words, merged, counts, lower, min_count, max_size, name)
+        vocab, remap = vocab_from(data, start[first], length[first], merged, counts, lower,
+                                  min_count, max_size, name)
     except DataError as exc:
         return ("DataError", str(exc))
-    return merged, remap, join_words(vocab.tokens[3:])
+    return merged, remap, vocab.joined(specials=False)
 
 
 def read_corpus_ranges(comm, path: str, valid: str | None, lower: bool, min_count: int = 1,
