@@ -125,7 +125,7 @@ def kn_tables(index, grams, counts, bos: int, stage=None, release: bool = False)
             p = kn_unigrams(a[0], discounts[0], index.V, bos)
         else:
             p, bo = kn_order(a[k - 1], discounts[k - 1], index.parent[k - 1],
-                             index.sizes[k - 2], p_lower[sfx[k - 1]])
+                             index.sizes[k - 2], (p_lower, sfx[k - 1]))
             logbo.append(bo)
         a[k - 1] = sfx[k - 1] = None  # used once: the memory back before the next order
         logp.append(_log10(p, out=p if k == N else None))  # the top order's p: not needed
@@ -152,8 +152,9 @@ def kn_unigrams(a: np.ndarray, D, V: int, bos: int) -> np.ndarray:
 def kn_order(a: np.ndarray, D, parent: np.ndarray, m: int, p_suffix: np.ndarray):
     """p(w | c) = u(w | c) + gamma(c) p(w | c') of one order k >= 2, and log10 gamma of the m
     contexts (the (k-1)-grams; 0 for one that is never a context). ``parent[i]``: the context
-    of gram i; ``p_suffix[i]``: p of gram i's suffix c'w. Sums over a context run in the order
-    of its grams, so any rank holding a whole context computes the same bits."""
+    of gram i; ``p_suffix[i]``: p of gram i's suffix c'w, or a pair (p_lower, rows) for
+    p_lower[rows[i]], gathered a block at a time. Sums over a context run in the order of
+    its grams, so any rank holding a whole context computes the same bits."""
     ak, disc = a.astype(np.float64), _disc(a, D)
     den = np.bincount(parent, weights=ak, minlength=m)
     lost = np.bincount(parent, weights=disc, minlength=m)
@@ -171,7 +172,7 @@ def kn_order(a: np.ndarray, D, parent: np.ndarray, m: int, p_suffix: np.ndarray)
         ctx = parent[sl]
         p[sl] /= den[ctx]
         mix = gamma[ctx]
-        mix *= p_suffix[sl]
+        mix *= p_suffix[sl] if isinstance(p_suffix, np.ndarray) else p_suffix[0][p_suffix[1][sl]]
         p[sl] += mix
     return p, np.where(seen, _log10(np.where(seen, gamma, 1.0)), 0.0)
 

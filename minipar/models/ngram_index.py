@@ -72,6 +72,11 @@ class GramIndex:
             self.parent.append(parent.astype(np.int32 if self.sizes[k - 2] < 2**31 else np.int64,
                                              copy=False))
 
+    def drop_parents(self) -> None:
+        """Let the prefixes' rows go: building the tables needs them, queries (``step``)
+        need only the keys. 4 bytes a gram."""
+        self.parent = None
+
     def step(self, k: int, rank: np.ndarray, word: np.ndarray) -> np.ndarray:
         """Rank of the k-gram (the (k-1)-gram ``rank``, then ``word``), -1 where not listed."""
         keys = self.keys[k - 1]

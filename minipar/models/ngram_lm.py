@@ -81,6 +81,7 @@ class NGramModel:
                 for j in range(1, order)]
             self._addk_counts = c
         self.logp, self.logbo = logp, logbo
+        self.index.drop_parents()  # the tables are built: queries need only the keys
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -99,9 +100,9 @@ class NGramModel:
         """Build from (merged) counts: unigrams are made dense over the vocabulary.
         ``stage``: called with "adjust" and "discount" as KN passes them (timings).
         ``keep_counts=False``: the model does not keep the raw counts, so it cannot be
-        saved as .npz; ``counts.counts`` is taken (set to None), and Kneser-Ney lets each
-        order's counts go once its adjusted counts are made (8 bytes a gram less while
-        the probabilities are made and written)."""
+        saved as .npz; ``counts.counts`` and ``counts.parents`` are taken (set to None),
+        and Kneser-Ney lets each order's counts go once its adjusted counts are made (8
+        bytes a gram less while the probabilities are made and written)."""
         V = len(vocab)
         if counts.tokens == 0 or counts.counts[0].sum() == 0:
             raise DataError("no training tokens to count")
@@ -112,7 +113,7 @@ class NGramModel:
         grams = [np.arange(V, dtype=np.int32)[:, None]] + list(counts.grams[1:])
         cnts = [uni] + list(counts.counts[1:])
         if not keep_counts:
-            counts.counts = None
+            counts.counts = counts.parents = None
         parents = None
         if counts.parents is not None and counts.order > 1:  # order 2: dense unigram rows
             parents = [None, grams[1][:, 0]] + list(counts.parents[2:])

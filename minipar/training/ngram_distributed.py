@@ -192,10 +192,10 @@ class DistributedKN:
             cont = np.bincount(route.rank, weights=route.got_n, minlength=len(rows))
             a[k - 1] = np.where(rows[:, 0] == bos, cnt, cont.astype(np.int64))
             route.got_n = cont = cnt = None  # one order's left extensions alive at a time
-            if release:  # the raw counts of order k are not needed past this point
-                owned[k - 2] = (rows, None, par)
+            if release:  # order k's raw counts are not needed past this point (its
+                owned[k - 2] = (rows, None, None)  # parents live on in the index)
         if release and N > 1:  # the top order's raw counts live on as a[N-1] until used
-            owned[-1] = (owned[-1][0], None, owned[-1][2])
+            owned[-1] = (owned[-1][0], None, None)
         if N > 2:  # the last route's ways on, which no order needs
             routes[N].dest = routes[N].pos = None
         if N > 1:
@@ -236,6 +236,7 @@ class DistributedKN:
             self.logbo.append(bo)
             self.logp.append(_log10(p, out=p if k == N else None))  # top p: not needed
         self.logbo.append(top_backoffs(len(self.grams[-1])))
+        index.drop_parents()  # the tables are built: queries need only the keys
 
     def mine(self, k: int, rank: int):
         """(rows, logp, logbo) of order k that rank ``rank`` writes (unigrams: its range)."""
