@@ -124,3 +124,14 @@ def test_normalize_bytes_on_text_that_is_almost_normal(pieces, lower, lead):
     fast = normalize_bytes(text.encode("utf-8"), lower)
     assert fast.decode("utf-8").splitlines() == normalize_text(text, lower).splitlines()
     assert normalize_bytes(fast, lower) == fast  # normalised text is a fixed point
+
+
+def test_vocab_from_joined_bytes_makes_strs_only_when_asked():
+    from minipar.data.tokenize import join_words
+
+    v = Vocab.from_joined(join_words(["b", "a", "é"]))
+    assert len(v) == 6 and v._tokens is None  # nothing decoded yet
+    assert v.joined(specials=False) == "b a é ".encode()
+    assert v.joined() == "<unk> <s> </s> b a é ".encode()
+    assert v == Vocab(list(SPECIALS) + ["b", "a", "é"], "word")
+    assert v.encode("a b c\n").tolist() == [4, 3, UNK, EOS]
