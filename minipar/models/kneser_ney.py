@@ -127,9 +127,10 @@ def kn_tables(index, grams, counts, bos: int, stage=None, release: bool = False)
             p, bo = kn_order(a[k - 1], discounts[k - 1], index.parent[k - 1],
                              index.sizes[k - 2], (p_lower, sfx[k - 1]))
             logbo.append(bo)
+            logp.append(_log10(p_lower, out=p_lower))  # order k-1's p is used: log in place
         a[k - 1] = sfx[k - 1] = None  # used once: the memory back before the next order
-        logp.append(_log10(p, out=p if k == N else None))  # the top order's p: not needed
         p_lower = p
+    logp.append(_log10(p, out=p))
     logbo.append(top_backoffs(index.sizes[N - 1]))
     return logp, logbo, discounts, warnings
 

@@ -156,13 +156,15 @@ class _Route:
         self.got_n = got[:, 2].copy()  # a column of its own, not a view holding all three
         del got
 
-    def answer(self, comm, values: np.ndarray) -> np.ndarray:
-        """values[rank of each received suffix] sent back; returns the value of each up-row."""
+    def answer(self, comm, values: np.ndarray):
+        """values[rank of each received suffix] sent back: (the value of each distinct
+        suffix, the suffix of each up-row), so that up-row i's value is v[rows[i]],
+        gathered where it is used (``kn_order`` takes the pair, a block at a time)."""
         back = alltoallv_rows(comm, values[self.rank][:, None], self.recv_n, self.send_n, 1,
-                          values.dtype)[:, 0]
+                              values.dtype)[:, 0]
         per_sfx = np.empty(len(back), dtype=values.dtype)
         per_sfx[self.order] = back
-        return per_sfx[self.inverse]
+        return per_sfx, self.inverse
 
 
 def _small(x: np.ndarray) -> np.ndarray:
@@ -220,21 +222,21 @@ class DistributedKN:
         stage("discount")
         self.logp, self.logbo = [], []
         p = kn_unigrams(a[0], self.discounts[0], V, bos)
-        self.logp.append(_log10(p))
         for k in range(2, N + 1):
             rows = self.grams[k - 1]
             if k == 2:
-                p_sfx = p[rows[:, 1]]
+                p_sfx = (p, rows[:, 1])
             else:
                 with comm.phase(f"suffix p {k - 1}-grams"):
                     p_sfx = routes[k].answer(comm, p)
                 routes[k] = None  # each route answers once: its memory back at once
             with comm.tracer.compute("estimate"):
-                p, bo = kn_order(a[k - 1], self.discounts[k - 1], index.parent[k - 1],
-                                 index.sizes[k - 2], p_sfx)
+                p_lower, (p, bo) = p, kn_order(a[k - 1], self.discounts[k - 1],
+                                               index.parent[k - 1], index.sizes[k - 2], p_sfx)
             a[k - 1] = p_sfx = None
             self.logbo.append(bo)
-            self.logp.append(_log10(p, out=p if k == N else None))  # top p: not needed
+            self.logp.append(_log10(p_lower, out=p_lower))  # used by order k: log in place
+        self.logp.append(_log10(p, out=p))
         self.logbo.append(top_backoffs(len(self.grams[-1])))
         index.drop_parents()  # the tables are built: queries need only the keys
 
