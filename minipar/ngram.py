@@ -108,6 +108,17 @@ def _prepare(a, say):
     return ids, vocab, name
 
 
+def _test_spec(a):
+    """The text --test names, or builtin:test when training on the built-in corpus."""
+    return a.test or ("builtin:test" if a.train is None else None)
+
+
+def _queries(a) -> bool:
+    """Whether the model is asked anything after it is built (a test text, a sample):
+    if not, its index can go before the file is written."""
+    return bool(_test_spec(a) or a.sample)
+
+
 def cmd_fit(a) -> int:
     """One process: the plain serial path."""
     say = _Progress(a.quiet)
@@ -116,7 +127,8 @@ def cmd_fit(a) -> int:
     del ids  # 8 bytes a token, not needed past counting
     say.stage("count")
     model = NGramModel.from_counts(counts, vocab, a.smoothing, k=a.k, alpha=a.alpha,
-                                   stage=say.stage, keep_counts=bool(a.out))
+                                   stage=say.stage, keep_counts=bool(a.out),
+                                   queries=_queries(a))
     say.stage("estimate")
     return _report(a, model, vocab, name, say)
 
@@ -189,7 +201,8 @@ def fit_kn_on_ranks(comm, a, say) -> int:
     say(f"vocabulary {V:,}; counting 1..{a.order}-grams on {comm.size} ranks")
     model, owned, uni, tot, sizes = estimate_kn(comm, ids, V, a.order, bos, vocab.eos_id,
                                                 say.stage, a.chunk_tokens,
-                                                keep_counts=bool(a.out))  # for model.npz
+                                                keep_counts=bool(a.out),  # for model.npz
+                                                queries=_queries(a))
     del ids
     say(f"{int(tot[1]):,} {a.tokens} tokens")
     summary = summary_line(a.order, "kn", a.tokens, V, sizes, model.discounts)
@@ -206,7 +219,7 @@ def fit_kn_on_ranks(comm, a, say) -> int:
            "order": a.order, "smoothing": "kn", "vocab": V, "ngrams": sizes,
            "discounts": model.discounts, "warnings": model.warnings, "ranks": comm.size,
            "stages": say.stages, "peak_mb": say.peak_mb}
-    test = a.test or ("builtin:test" if a.train is None else None)
+    test = _test_spec(a)
     if test:  # scored by the sharded model, no rank holds it all
         tids, tname = _test_ids(comm, a, vocab, test)
         r = sharded_perplexity(comm, model, tids, vocab)
@@ -245,7 +258,7 @@ def _print_sample(out: dict) -> None:
 
 def _report(a, model, vocab, name, say) -> int:
     """Write the model's files, score the test text, print the summary."""
-    test = a.test or ("builtin:test" if a.train is None else None)
+    test = _test_spec(a)
     say("smoothed: " + model.summary())
     out = {"train": name, "tokens": model.tokens, "sentences": model.sentences,
            "order": a.order, "smoothing": a.smoothing, "vocab": len(vocab),

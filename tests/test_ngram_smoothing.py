@@ -170,3 +170,19 @@ def test_a_model_without_its_counts_has_the_same_tables(smoothing):
     assert np.array_equal(ref.log10probs(corpus.valid), lean.log10probs(corpus.valid))
     with pytest.raises(ValueError, match="keep_counts=False"):
         lean.save("unused.npz")
+
+
+def test_a_write_only_model_writes_the_same_file(tmp_path):
+    """queries=False (minipar.ngram fit with no test text and no sample) lets the index's
+    keys go too: the ARPA file is the same bytes, and a query says why it cannot run."""
+    from minipar.models.ngram_counts import count_ngrams
+
+    corpus = load_corpus(None, tokens="word", max_chars=20000)
+    ids, vocab = corpus.train, corpus.vocab
+    NGramModel.from_counts(count_ngrams(ids, 4), vocab).write_arpa(tmp_path / "a.arpa")
+    lean = NGramModel.from_counts(count_ngrams(ids, 4), vocab, keep_counts=False,
+                                  queries=False)
+    lean.write_arpa(tmp_path / "b.arpa")
+    assert (tmp_path / "a.arpa").read_bytes() == (tmp_path / "b.arpa").read_bytes()
+    with pytest.raises(RuntimeError, match="written only"):
+        lean.log10probs(corpus.valid)

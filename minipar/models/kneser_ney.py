@@ -99,13 +99,17 @@ def estimate_discounts(a: np.ndarray, order: int):
     return discounts_from_t(np.bincount(np.minimum(a[a > 0], 5), minlength=6)[:5], order)
 
 
-def kn_tables(index, grams, counts, bos: int, stage=None, release: bool = False):
+def kn_tables(index, grams, counts, bos: int, stage=None, release: bool = False,
+              queries: bool = True):
     """Interpolated modified Kneser-Ney tables; returns (logp, logbo, discounts, warnings).
     ``stage(name)``, if given, marks the end of "adjust" and "discount" (a run's timings).
     ``release``: empty the list ``counts`` once the adjusted counts are made, so that the
-    raw counts can go while the probabilities are made."""
+    raw counts can go while the probabilities are made. ``queries=False``: the index's keys
+    go once the suffixes are found (the model can then only be written)."""
     N = len(grams)
     sfx = suffix_ranks(index, grams)
+    if not queries:
+        index.drop_keys()
     a = adjusted_counts(grams, counts, sfx, bos)
     if release:
         counts.clear()

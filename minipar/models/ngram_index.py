@@ -77,8 +77,15 @@ class GramIndex:
         need only the keys. 4 bytes a gram."""
         self.parent = None
 
+    def drop_keys(self) -> None:
+        """Let the keys go (8 bytes a gram) when no query will follow: a model built only to
+        be written as a file."""
+        self.keys = None
+
     def step(self, k: int, rank: np.ndarray, word: np.ndarray) -> np.ndarray:
         """Rank of the k-gram (the (k-1)-gram ``rank``, then ``word``), -1 where not listed."""
+        if self.keys is None:
+            raise RuntimeError("this model was built to be written only (queries=False)")
         keys = self.keys[k - 1]
         if len(keys) == 0:
             return np.full(len(rank), -1, dtype=np.int64)

@@ -52,7 +52,7 @@ class NGramModel:
     def __init__(self, vocab: Vocab, order: int, smoothing: str, grams, counts=None,
                  logp=None, logbo=None, k: float = 1.0, alpha: float = 0.4,
                  sentences: int = 0, tokens: int = 0, parents=None, stage=None,
-                 keep_counts: bool = True):
+                 keep_counts: bool = True, queries: bool = True):
         if smoothing not in SMOOTHINGS + ("arpa",):
             raise ConfigError(f"unknown smoothing {smoothing!r}: use {', '.join(SMOOTHINGS)}")
         if smoothing == "addk" and not k > 0:
@@ -68,7 +68,8 @@ class NGramModel:
         bos = vocab.bos_id
         if smoothing == "kn":
             logp, logbo, self.discounts, self.warnings = kn_tables(
-                self.index, grams, counts, bos, stage, release=not keep_counts)
+                self.index, grams, counts, bos, stage, release=not keep_counts,
+                queries=queries)
         elif smoothing in ("ml", "stupid"):
             logp, logbo = ml_tables(self.index, grams, counts, bos)
         elif smoothing == "addk":
@@ -96,13 +97,15 @@ class NGramModel:
     @classmethod
     def from_counts(cls, counts: NGramCounts, vocab: Vocab, smoothing: str = "kn",
                     k: float = 1.0, alpha: float = 0.4, stage=None,
-                    keep_counts: bool = True) -> "NGramModel":
+                    keep_counts: bool = True, queries: bool = True) -> "NGramModel":
         """Build from (merged) counts: unigrams are made dense over the vocabulary.
         ``stage``: called with "adjust" and "discount" as KN passes them (timings).
         ``keep_counts=False``: the model does not keep the raw counts, so it cannot be
         saved as .npz; ``counts.counts`` and ``counts.parents`` are taken (set to None),
         and Kneser-Ney lets each order's counts go once its adjusted counts are made (8
-        bytes a gram less while the probabilities are made and written)."""
+        bytes a gram less while the probabilities are made and written). ``queries=False``
+        (Kneser-Ney): the index's keys go too, so the model can be written (``write_arpa``)
+        but not queried (8 bytes a gram less)."""
         V = len(vocab)
         if counts.tokens == 0 or counts.counts[0].sum() == 0:
             raise DataError("no training tokens to count")
@@ -119,7 +122,7 @@ class NGramModel:
             parents = [None, grams[1][:, 0]] + list(counts.parents[2:])
         return cls(vocab, counts.order, smoothing, grams, cnts, k=k, alpha=alpha,
                    sentences=counts.sentences, tokens=counts.tokens, parents=parents,
-                   stage=stage, keep_counts=keep_counts)
+                   stage=stage, keep_counts=keep_counts, queries=queries)
 
     @classmethod
     def from_arpa(cls, path, tokens: str = "word", lower: bool = False) -> "NGramModel":

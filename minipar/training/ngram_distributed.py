@@ -53,14 +53,16 @@ _CHUNK = 1 << 14  # lines formatted at once: their index arrays stay in the cach
 
 def estimate_kn(comm, ids: np.ndarray, V: int, order: int, bos: int, eos: int,
                 stage=lambda name: None, chunk_tokens: int = CHUNK_TOKENS,
-                keep_counts: bool = True):
+                keep_counts: bool = True, queries: bool = True):
     """This rank's sentences ``ids`` counted, the counts shuffled to their owners and the KN
     tables estimated there: (model, owned, unigram counts, [sentences, tokens] of the whole
     text, grams per order). ``minipar.ngram fit`` and ``minipar.train --model ngram`` (kn)
     both run this; ``stage(name)`` marks the end of count, exchange and estimate. Counting
     and shuffling go in rounds of about ``chunk_tokens`` tokens a rank (ngram_shuffle.py).
     ``keep_counts=False``: each order's raw counts go once its adjusted counts are made
-    (``owned`` then holds None for them: no model.npz can be written from it)."""
+    (``owned`` then holds None for them: no model.npz can be written from it).
+    ``queries=False``: the index's keys go once the suffixes are routed, so the model can
+    be written but not queried (no --test, no --sample)."""
     pieces = split_sentences(ids, max(1, -(-len(ids) // max(1, chunk_tokens))), eos)
     with comm.phase("rounds"):
         rounds = int(comm.allreduce(np.array([len(pieces)], np.int64), op="max")[0])
@@ -87,7 +89,8 @@ def estimate_kn(comm, ids: np.ndarray, V: int, order: int, bos: int, eos: int,
     with comm.phase("grams per order"):
         sizes = [V] + comm.allreduce(np.array([len(r) for r, _, _ in owned], np.int64)).tolist()
     launch.agree(comm, check_top_order, sizes, order)
-    model = DistributedKN(comm, owned, uni, cuts, bos, stage, release=not keep_counts)
+    model = DistributedKN(comm, owned, uni, cuts, bos, stage, release=not keep_counts,
+                          queries=queries)
     stage("estimate")
     return model, owned, uni, tot, sizes
 
@@ -176,7 +179,7 @@ class DistributedKN:
     """KN tables of the grams this rank owns (orders >= 2) and of every unigram."""
 
     def __init__(self, comm, owned: list, uni: np.ndarray, cuts: np.ndarray, bos: int,
-                 stage=lambda name: None, release: bool = False):
+                 stage=lambda name: None, release: bool = False, queries: bool = True):
         V, N = len(uni), len(owned) + 1
         self.V, self.order, self.cuts = V, N, cuts
         self.grams = [np.arange(V, dtype=np.int32)[:, None]] + [r for r, _, _ in owned]
@@ -205,6 +208,8 @@ class DistributedKN:
             with comm.phase("continuation 1-grams"):
                 comm.allreduce(cont)
             a[0] = cont
+        if not queries:  # the routes are built: the keys are not needed to estimate
+            index.drop_keys()
         a[0] = a[0].copy()
         a[0][bos] = 0  # <s> is never predicted
         stage("adjust")
