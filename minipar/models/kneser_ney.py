@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from minipar.models.ngram_counts import row_numbers
+
 __all__ = ["adjusted_counts", "estimate_discounts", "kn_tables", "kn_unigrams", "kn_order",
            "ml_tables", "top_backoffs", "FALLBACK"]
 
@@ -56,7 +58,7 @@ def suffix_ranks(index, grams) -> list:
             r = index.step(k - 1, sfx[k - 2][index.parent[k - 1]], rows[:, -1])
         if (r < 0).any():
             raise ValueError(f"a {k}-gram is listed without its suffix")
-        sfx.append(r.astype(np.int32) if len(grams[k - 2]) < 2**31 else r)  # row numbers
+        sfx.append(row_numbers(r, len(grams[k - 2])))
     return sfx
 
 

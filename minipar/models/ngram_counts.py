@@ -38,7 +38,7 @@ import numpy as np
 
 from minipar.data.tokenize import BOS, EOS
 
-__all__ = ["NGramCounts", "sentence_stream", "count_ngrams", "merge_counts",
+__all__ = ["NGramCounts", "sentence_stream", "count_ngrams", "merge_counts", "row_numbers",
            "split_sentences", "encode_keys", "decode_keys", "sort_unique_rows"]
 
 
@@ -138,7 +138,7 @@ def count_ngrams(ids, order: int, bos: int = BOS, eos: int = EOS) -> NGramCounts
         rank -= 1
         del new
         rows = np.empty((len(uniq), k), dtype=np.int32)
-        parents.append(_row_numbers(uniq // V, len(grams[-1])))
+        parents.append(row_numbers(uniq // V, len(grams[-1])))
         rows[:, :-1] = grams[-1][parents[-1]]
         rows[:, -1] = uniq % V
         grams.append(rows)
@@ -147,10 +147,10 @@ def count_ngrams(ids, order: int, bos: int = BOS, eos: int = EOS) -> NGramCounts
                        parents=parents)
 
 
-def _row_numbers(rows: np.ndarray, n: int) -> np.ndarray:
+def row_numbers(rows: np.ndarray, n: int) -> np.ndarray:
     """Row numbers of a table of n rows as int32 when they fit: they index as well in 4
-    bytes as in 8, and there is one per gram."""
-    return rows.astype(np.int32) if n < 2**31 else rows
+    bytes as in 8, and there is one per gram (no copy when they are int32 already)."""
+    return rows.astype(np.int32, copy=False) if n < 2**31 else rows
 
 
 def _sort_perm(key: np.ndarray) -> np.ndarray:

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from minipar.models.ngram_counts import row_numbers
+
 __all__ = ["GramIndex", "chains", "backoff_score", "stupid_score", "addk_score",
            "history_matrix"]
 
@@ -69,8 +71,7 @@ class GramIndex:
                 raise ValueError(f"{k}-grams are not sorted and distinct")
             self.keys.append(keys)
             # row numbers index as well in 4 bytes as in 8, and there is one per gram
-            self.parent.append(parent.astype(np.int32 if self.sizes[k - 2] < 2**31 else np.int64,
-                                             copy=False))
+            self.parent.append(row_numbers(parent, self.sizes[k - 2]))
 
     def drop_parents(self) -> None:
         """Let the prefixes' rows go: building the tables needs them, queries (``step``)

@@ -36,7 +36,8 @@ from minipar.models.arpa import ARPA_END, arpa_header
 from minipar.core import threads
 from minipar.models.arpa_format import LinePool
 from minipar.models.kneser_ney import discounts_from_t, kn_order, kn_unigrams, top_backoffs
-from minipar.models.ngram_counts import count_ngrams, split_sentences, unique_inverse
+from minipar.models.ngram_counts import (count_ngrams, row_numbers, split_sentences,
+                                         unique_inverse)
 from minipar.models.ngram_index import GramIndex
 from minipar.training.ngram_mapreduce import check_top_order, gather_counts
 from minipar.training.ngram_shuffle import (OwnedCounts, alltoallv_rows, block_positions,
@@ -128,7 +129,7 @@ class _Route:
             key += up[:, -1]
         uniq, inverse, n_up = unique_inverse(key)
         del key
-        self.inverse = _small(inverse)  # kept until the answer: 4 bytes an entry, not 8
+        self.inverse = row_numbers(inverse, len(uniq))  # kept until the answer
         del inverse
         head, word = np.divmod(uniq, V)
         del uniq
@@ -137,12 +138,12 @@ class _Route:
         else:
             self.dest, head = prev.dest[head], prev.pos[head]
         self.order, self.send_n, pos = block_positions(self.dest, P)
-        self.pos = _small(pos)
+        self.pos = row_numbers(pos, len(pos))
         del pos
         self.recv_n = comm.alltoall(self.send_n, np.empty(P, dtype=np.int64))
         packed = pack_rows(self.order, head, word, n_up)
         del head, word, n_up
-        self.order = _small(self.order)
+        self.order = row_numbers(self.order, len(self.order))
         got = alltoallv_rows(comm, packed, self.send_n, self.recv_n, 3, np.int64)
         del packed
         self.recv_off = np.cumsum(self.recv_n) - self.recv_n
@@ -152,7 +153,7 @@ class _Route:
             src = np.repeat(np.arange(P), self.recv_n)
             prefix = prev.rank[prev.recv_off[src] + got[:, 0]]
             del src
-        self.rank = _small(index.step(k, prefix, got[:, 1]))  # each received suffix's row
+        self.rank = row_numbers(index.step(k, prefix, got[:, 1]), index.sizes[k - 1])
         del prefix
         if (self.rank < 0).any():
             raise RuntimeError(f"rank {comm.rank} received {k}-grams it does not own")
@@ -168,11 +169,6 @@ class _Route:
         per_sfx = np.empty(len(back), dtype=values.dtype)
         per_sfx[self.order] = back
         return per_sfx, self.inverse
-
-
-def _small(x: np.ndarray) -> np.ndarray:
-    """Row numbers as int32 when they fit (they index arrays just as well)."""
-    return x.astype(np.int32) if len(x) < 2**31 - 1 else x
 
 
 class DistributedKN:

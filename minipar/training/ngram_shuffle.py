@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minipar.models.ngram_counts import unique_inverse
+from minipar.models.ngram_counts import row_numbers, unique_inverse
 
 __all__ = ["choose_cuts", "range_owner", "alltoallv_rows", "block_positions", "OwnedCounts",
            "shuffle_round", "merge_sorted", "pack_rows"]
@@ -124,7 +124,7 @@ class OwnedCounts:
         for k in range(2, self.order + 1):
             keys = self.keys.pop(k)
             par = keys // self.V
-            par = par.astype(np.int32) if len(par) and par[-1] < 2**31 else par
+            par = row_numbers(par, self.V if k == 2 else len(prev))
             rows = np.empty((len(keys), k), dtype=np.int32)
             rows[:, :-1] = par[:, None] if k == 2 else prev[par]
             rows[:, -1] = keys % self.V
