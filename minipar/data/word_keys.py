@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minipar.data.tokenize import EOS, SPECIALS, UNK, Vocab, split_joined
+from minipar.data.tokenize import EOS, SPECIALS, UNK, Vocab
 from minipar.core.ragged import ragged_gather
 
 __all__ = ["Words", "split_words", "vocab_order", "word_vocab_and_ids", "vocab_from",
@@ -55,10 +55,6 @@ class Words:
     def joined(self) -> bytes:
         """The distinct words' UTF-8 bytes in key order, each followed by one b" "."""
         return join_spans(self.buf, self.start[self.first], self.length[self.first])
-
-    def strings(self) -> list[str]:
-        """The distinct words as str, in key order."""
-        return split_joined(self.joined())
 
 
 def join_spans(buf: np.ndarray, start: np.ndarray, length: np.ndarray) -> bytes:

@@ -6,10 +6,11 @@ moved forward to the next line start (a cut at offset o moves to just after the 
 A rank whose range holds no line start gets nothing (more ranks than lines, one huge line).
 
 Vocabulary. Each rank normalises its lines and finds its distinct words as 64-bit keys
-(``word_keys``). The (keys, counts, words as one UTF-8 bytes object) of every rank are
-gathered on rank 0 (``gather_obj``), merged (counts added per key; long words compared as
-bytes with the word that stands for their key) and ordered as ``Vocab.build`` orders them
-(count descending, ties in code-point order); the result goes back with ``bcast_obj``.
+(``word_keys``). The (keys, counts, words' UTF-8 bytes) of every rank are gathered on rank
+0 as arrays (``gatherv``), merged (counts added per key; long words compared as bytes with
+the word that stands for their key) and ordered as ``Vocab.build`` orders them (count
+descending, ties in code-point order, found on the bytes); the result goes back as arrays
+(``bcast``), and every rank keeps the words as bytes (``Vocab.from_joined``).
 That order depends on the total counts only, so the vocabulary, and every id, is the same
 for any number of ranks.
 """
