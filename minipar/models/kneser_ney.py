@@ -27,13 +27,14 @@ import numpy as np
 from minipar.models.ngram_counts import row_numbers
 
 __all__ = ["adjusted_counts", "estimate_discounts", "kn_tables", "kn_unigrams", "kn_order",
-           "ml_tables", "top_backoffs", "FALLBACK"]
+           "ml_tables", "top_backoffs", "log10", "FALLBACK"]
 
 FALLBACK = (0.5, 1.0, 1.5)
 _BLOCK = 1 << 16  # grams combined at once in kn_order: the block's temporaries stay small
 
 
-def _log10(x, out=None):
+def log10(x, out=None):
+    """np.log10 with log10(0) = -inf and no warning (an unseen event's log probability)."""
     with np.errstate(divide="ignore"):
         return np.log10(x, out=out)
 
@@ -133,10 +134,10 @@ def kn_tables(index, grams, counts, bos: int, stage=None, release: bool = False,
             p, bo = kn_order(a[k - 1], discounts[k - 1], index.parent[k - 1],
                              index.sizes[k - 2], (p_lower, sfx[k - 1]))
             logbo.append(bo)
-            logp.append(_log10(p_lower, out=p_lower))  # order k-1's p is used: log in place
+            logp.append(log10(p_lower, out=p_lower))  # order k-1's p is used: log in place
         a[k - 1] = sfx[k - 1] = None  # used once: the memory back before the next order
         p_lower = p
-    logp.append(_log10(p, out=p))
+    logp.append(log10(p, out=p))
     logbo.append(top_backoffs(index.sizes[N - 1]))
     return logp, logbo, discounts, warnings
 
@@ -181,7 +182,7 @@ def kn_order(a: np.ndarray, D, parent: np.ndarray, m: int, p_suffix: np.ndarray)
         mix = gamma[ctx]
         mix *= p_suffix[sl] if isinstance(p_suffix, np.ndarray) else p_suffix[0][p_suffix[1][sl]]
         p[sl] += mix
-    return p, np.where(seen, _log10(np.where(seen, gamma, 1.0)), 0.0)
+    return p, np.where(seen, log10(np.where(seen, gamma, 1.0)), 0.0)
 
 
 def ml_tables(index, grams, counts, bos: int):
@@ -200,11 +201,11 @@ def ml_tables(index, grams, counts, bos: int):
             c[bos] = 0.0
             if c.sum() <= 0:
                 raise ValueError("no training tokens to estimate unigrams from")
-            logp.append(_log10(c / c.sum()))
+            logp.append(log10(c / c.sum()))
             continue
         parent = index.parent[k - 1]
         total = np.bincount(parent, weights=c, minlength=index.sizes[k - 2])
-        logp.append(_log10(c / total[parent]))
+        logp.append(log10(c / total[parent]))
         logbo.append(np.where(total > 0, -np.inf, 0.0))
     logbo.append(np.zeros(index.sizes[N - 1]))
     return logp, logbo

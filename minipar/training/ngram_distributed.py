@@ -35,7 +35,8 @@ from minipar.core.errors import DataError
 from minipar.models.arpa import ARPA_END, arpa_header
 from minipar.core import threads
 from minipar.models.arpa_format import LinePool
-from minipar.models.kneser_ney import discounts_from_t, kn_order, kn_unigrams, top_backoffs
+from minipar.models.kneser_ney import (discounts_from_t, kn_order, kn_unigrams, log10,
+                                       top_backoffs)
 from minipar.models.ngram_counts import (count_ngrams, row_numbers, split_sentences,
                                          unique_inverse)
 from minipar.models.ngram_index import GramIndex
@@ -47,7 +48,7 @@ from minipar.training.ngram_shuffle import (OwnedCounts, alltoallv_rows, block_p
 __all__ = ["estimate_kn", "counts_on_root", "CHUNK_TOKENS", "DistributedKN",
            "write_arpa_ranks"]
 
-CHUNK_TOKENS = 1 << 20  # a rank's tokens counted in one round: ~100 MB for a moment
+CHUNK_TOKENS = 1 << 20  # a rank's tokens counted in one round (count_ngrams' temporaries)
 
 _CHUNK = 1 << 14  # lines formatted at once: their index arrays stay in the cache
 
@@ -236,8 +237,8 @@ class DistributedKN:
                                                index.parent[k - 1], index.sizes[k - 2], p_sfx)
             a[k - 1] = p_sfx = None
             self.logbo.append(bo)
-            self.logp.append(_log10(p_lower, out=p_lower))  # used by order k: log in place
-        self.logp.append(_log10(p, out=p))
+            self.logp.append(log10(p_lower, out=p_lower))  # used by order k: log in place
+        self.logp.append(log10(p, out=p))
         self.logbo.append(top_backoffs(len(self.grams[-1])))
         index.drop_parents()  # the tables are built: queries need only the keys
 
@@ -247,11 +248,6 @@ class DistributedKN:
             sl = slice(int(self.cuts[rank]), int(self.cuts[rank + 1]))
             return self.grams[0][sl], self.logp[0][sl], self.logbo[0][sl]
         return self.grams[k - 1], self.logp[k - 1], self.logbo[k - 1]
-
-
-def _log10(x, out=None):
-    with np.errstate(divide="ignore"):
-        return np.log10(x, out=out)
 
 
 def write_arpa_ranks(comm, path, tokens, model: DistributedKN, bos: int, progress=None) -> None:

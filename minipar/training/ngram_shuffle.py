@@ -8,10 +8,11 @@ pieces of about ``chunk_tokens`` tokens (whole sentences), and every rank takes 
 many rounds as the rank with the most pieces (the others send nothing in their last ones).
 A round counts one piece (``count_ngrams``), sends its grams to their owners
 (``shuffle_round``) and adds what this rank receives to the counts it owns
-(``OwnedCounts``). Counting a piece needs about 100 bytes a token for a moment (positions,
-keys, permutations: int64), so the piece size, not the shard, bounds that peak; what stays
-is 16 bytes per distinct owned gram. Counts are sums, so the owned counts are the same
-integers for any cut into rounds, and everything estimated from them is the same to the bit.
+(``OwnedCounts``). Counting holds several arrays as long as its piece for a moment (int64
+keys and permutations, int32 positions and ranks), so the piece size, not the shard, bounds
+that peak; what stays is 16 bytes per distinct owned gram. Counts are sums, so the owned
+counts are the same integers for any cut into rounds, and everything estimated from them
+is the same to the bit.
 
 Merging a round. Order k is kept as sorted int64 keys ``parent * V + word`` (parent: the
 row of the gram's prefix in order k-1; for k = 2 the first word) and their counts. The
@@ -76,7 +77,8 @@ def pack_rows(order: np.ndarray, *columns) -> np.ndarray:
 
 
 def merge_sorted(a_keys, a_counts, b_keys, b_counts):
-    """The union of two sorted arrays of distinct keys, counts of equal keys added:
+    """The union of two sorted arrays of distinct keys, counts of equal keys added (into
+    ``a_counts``, which is updated in place):
     (keys, counts, moved, placed), where a's row i is now row moved[i] and b's row j is
     row placed[j]. A new key inserted before a's row i moves that row forward by one, so
     moved[i] = i + #(insertion points <= i); the j-th new key lands at its point + j."""
