@@ -33,6 +33,7 @@ from minipar.data.fast_text import read_normalized
 from minipar.data.tokenize import Vocab
 from minipar.data.word_keys import word_vocab_and_ids
 from minipar.core.errors import ConfigError, UserError
+from minipar.core.launcher import launcher_rank
 from minipar.models.ngram_lm import SMOOTHINGS, NGramModel, load_model, summary_line
 from minipar.models.arpa import SPACE
 from minipar.models.ngram_counts import count_ngrams, split_sentences
@@ -398,7 +399,7 @@ def main(argv=None) -> int:
             raise ConfigError("--trace shows messages between ranks: run under mpiexec -n P")
         return {"fit": cmd_fit, "ppl": cmd_ppl, "sample": cmd_sample}[a.cmd](a)
     except UserError as exc:
-        if launch.launcher_rank() == 0:  # under mpiexec every rank found it: say it once
+        if launcher_rank() == 0:  # under mpiexec every rank found it: say it once
             launch.say_error(str(exc))
         return 2
 

@@ -25,6 +25,7 @@ import sys
 import numpy as np
 
 from minipar.comm import launch
+from minipar.core.launcher import launcher_rank
 from minipar.training import faults
 from minipar.training.config import parse_args
 from minipar.training.evaluate import finish_run
@@ -35,7 +36,7 @@ from minipar.training.run import setup
 
 
 def _main(argv, state) -> int:
-    if launch.launcher_rank() != 0 and any(a in ("-h", "--help") for a in argv):
+    if launcher_rank() != 0 and any(a in ("-h", "--help") for a in argv):
         return 0  # help is printed once, by rank 0
     faults.check()
     cfg = parse_args(argv)

@@ -1,5 +1,6 @@
 """The backend: one array module, the dtype policy, seeded draws, clear device errors."""
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -67,4 +68,24 @@ def test_environment_variable_chooses_the_device_at_import():
     env["MINIPAR_DEVICE"] = "nonsense"
     out = subprocess.run([sys.executable, "-c", "import minipar.core.backend"], env=env,
                          capture_output=True, text=True, timeout=60)
-    assert out.returncode != 0 and "unknown device 'nonsense'" in out.stderr
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        "minipar: error: MINIPAR_DEVICE=nonsense: unknown device 'nonsense': use 'cpu' or 'cuda'"]
+
+
+def test_the_trainer_takes_its_device_from_the_environment_unless_told(monkeypatch):
+    """``--device`` left out: MINIPAR_DEVICE decides, not a default of cpu that overrides it."""
+    if importlib.util.find_spec("cupy") is not None:
+        pytest.skip("CuPy is installed here; the error path needs a machine without it")
+    from minipar.core.errors import ConfigError
+    from minipar.training.config import parse_args
+    from minipar.training.run import setup
+
+    monkeypatch.setenv("MINIPAR_DEVICE", "cuda")
+    cfg = parse_args(["--steps", "1"])
+    assert cfg.device is None
+    with pytest.raises(ConfigError, match="needs CuPy"):
+        setup(None, cfg)
+    monkeypatch.setenv("MINIPAR_DEVICE", "cpu")
+    cfg.device = "cuda"  # the flag wins over the environment
+    with pytest.raises(ConfigError, match="needs CuPy"):
+        setup(None, cfg)

@@ -78,6 +78,8 @@ CASES = [
 ]
 if importlib.util.find_spec("cupy") is None:
     CASES.append(("cuda-without-cupy", ["--device", "cuda"], None, "needs CuPy"))
+    CASES.append(("cuda-env-without-cupy", [], {"MINIPAR_DEVICE": "cuda"},
+                  "MINIPAR_DEVICE=cuda: device 'cuda' needs CuPy"))
 
 
 def _checkpoint_file(run_dir: str, name: str) -> str:

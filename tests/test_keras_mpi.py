@@ -60,7 +60,7 @@ def _script(tmp_path, body: str, name: str = "bad.py"):
 
 
 DIFFERENT_DATA = """
-from minipar.comm.launch import launcher_rank
+from minipar.core.launcher import launcher_rank
 x = np.zeros((40, 5), dtype=np.int64) + (launcher_rank() == 1)
 model = keras.Sequential([keras.layers.Embedding(10, 4), keras.layers.LSTM(4),
                           keras.layers.Dense(1, activation="sigmoid")])

@@ -30,6 +30,7 @@ import numpy as np
 
 from minipar.comm.communicator import Comm, init
 from minipar.core import threads
+from minipar.core.launcher import launcher_rank
 from minipar.core.errors import UserError, where
 
 COMM_PACKAGE = os.path.dirname(os.path.abspath(__file__))  # minipar/comm
@@ -50,14 +51,6 @@ def find_mpiexec() -> str:
     if not found:
         raise UserError("mpiexec not found: pip install mpich (or install an MPI)")
     return found
-
-
-def launcher_rank() -> int:
-    """This process's rank as the launcher tells it, before MPI starts (0 when alone)."""
-    for var in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK"):
-        if var in os.environ:
-            return int(os.environ[var])
-    return 0
 
 
 def say_error(message: str) -> None:

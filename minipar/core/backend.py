@@ -26,7 +26,7 @@ import numpy
 __all__ = [
     "xp", "module", "device", "set_device", "default_dtype", "set_default_dtype", "dtype_scope",
     "to_numpy", "from_numpy", "on_device", "TRANSFERS", "reset_transfers", "rng", "seed",
-    "BackendError",
+    "BackendError", "env_device",
 ]
 
 
@@ -63,7 +63,7 @@ def _load_cupy():
         import cupy
     except ImportError as exc:
         raise BackendError(
-            "device 'cuda' needs CuPy: pip install 'minipar[gpu]' (cupy-cuda12x)"
+            "device 'cuda' needs CuPy: pip install 'minipar[gpu]' (or cupy-cuda13x for CUDA 13)"
         ) from exc
     try:
         n = cupy.cuda.runtime.getDeviceCount()
@@ -175,6 +175,19 @@ def set_rng_state(state: dict) -> None:
     _rng.bit_generator.state = state
 
 
-_env = os.environ.get("MINIPAR_DEVICE")
-if _env:
-    set_device(_env)
+def env_device() -> str:
+    """The device ``MINIPAR_DEVICE`` asks for, ``cpu`` when it is unset."""
+    return os.environ.get("MINIPAR_DEVICE") or "cpu"
+
+
+if env_device() != "cpu":
+    try:
+        set_device(env_device())
+    except BackendError as _exc:  # a setting this machine cannot honour: one line, said once
+        import sys
+
+        from minipar.core.launcher import launcher_rank
+
+        if launcher_rank() == 0:
+            print(f"minipar: error: MINIPAR_DEVICE={env_device()}: {_exc}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from minipar.autograd import Tensor
-from minipar.comm.launch import launcher_rank
+from minipar.core.launcher import launcher_rank
 from minipar.core import backend
 from minipar.core.errors import ConfigError
 from minipar.core.units import format_bytes

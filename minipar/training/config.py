@@ -88,7 +88,7 @@ class TrainConfig:
     clip: float = opt(1.0, "global gradient-norm clip (0: off)", nonneg=True)
     seed: int = opt(0, "random seed (the same on every rank)")
     dtype: str = opt("float32", "floating point type", ("float32", "float64"))
-    device: str = opt("cpu", "array backend", ("cpu", "cuda"))
+    device: str = opt(None, "array backend (default: MINIPAR_DEVICE, else cpu)", ("cpu", "cuda"))
     out: str = opt(None, "run directory (default: runs/MODEL-TIMESTAMP)")
     eval_every: int = opt(0, "evaluate on validation data every N steps (0: at the end)",
                           nonneg=True)

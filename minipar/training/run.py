@@ -38,7 +38,7 @@ def check_shard_weights(cfg, size: int) -> None:
 def setup(comm, cfg) -> Run:
     """Device, data, model, optimizer and sync, identical on every rank; resume if asked."""
     try:
-        backend.set_device(cfg.device)
+        backend.set_device(cfg.device or backend.env_device())
     except backend.BackendError as exc:
         raise ConfigError(str(exc)) from None
     backend.set_default_dtype(cfg.dtype)
@@ -100,7 +100,8 @@ def _header(run: Run) -> None:
     if cfg.shard == "balanced":  # the rows follow each batch's costs
         rows = f"{rows} (balanced per batch by {cfg.scheduler})"
     print(f"minipar: {c.size} rank{'s' if c.size > 1 else ''} ({c.library}); "
-          f"{t.model} model, {run.model.num_parameters():,} parameters, {cfg.dtype}", flush=True)
+          f"{t.model} model, {run.model.num_parameters():,} parameters, {cfg.dtype}"
+          + (f" on {backend.device}" if backend.device != "cpu" else ""), flush=True)
     print(f"data: {run.data.info.get('summary', t.data or 'built-in')}", flush=True)
     print(f"sync {cfg.sync}" + (f" ({cfg.allreduce})" if cfg.sync != "ps" else "")
           + f"; global batch {t.batch_size} rows, per rank {rows}; {run.total_steps} steps "
