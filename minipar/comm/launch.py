@@ -36,6 +36,7 @@ from minipar.core.errors import UserError, where
 COMM_PACKAGE = os.path.dirname(os.path.abspath(__file__))  # minipar/comm
 
 EXIT_USER, EXIT_FAULT = 2, 1
+EXIT_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a reader that went away
 ABORT_DELAY = 0.5  # seconds; without it mpiexec dropped the last line in ~1 of 24 aborts
 TAG_CENSUS = 31000  # above every tag of minipar.comm.collectives (20000..26999)
 _EVERYWHERE = ("CollectiveMismatch", "ReplicaDrift")  # raised on every rank at once
@@ -218,6 +219,12 @@ def run(main, argv=None, debug_flag: str = "--debug") -> int:
                 traceback.print_exc()
             say_error(str(exc))
         return EXIT_USER
+    except BrokenPipeError:  # the reader left (`| head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        comm = state.get("comm")
+        if comm is not None and comm.size > 1:
+            comm.abort(EXIT_PIPE)  # the other ranks would wait for this one forever
+        return EXIT_PIPE
     except KeyboardInterrupt:
         comm = state.get("comm")
         if launcher_rank() == 0:
