@@ -174,3 +174,33 @@ def test_library_files_fit_in_one_sitting():
     lines = {name: len(path.read_text(encoding="utf-8").splitlines())
              for name, path in MODULES.items()}
     assert {name: n for name, n in lines.items() if n > MAX_LINES} == {}
+
+
+def test_python_m_minipar_lists_every_command():
+    """``python -m minipar`` names each command module and each package run with -m."""
+    from minipar.__main__ import COMMANDS
+
+    commands = {p.stem for p in PKG.glob("*.py") if not p.stem.startswith("__")}
+    commands |= {p.parent.name for p in PKG.glob("*/__main__.py")}
+    assert sorted(name for name, _ in COMMANDS) == sorted(commands)
+
+
+def test_python_m_minipar_runs_a_named_command_and_refuses_others():
+    import subprocess
+    import sys
+
+    from minipar.__main__ import COMMANDS
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "minipar", *args], capture_output=True,
+                              text=True, timeout=60, cwd=PKG.parent)
+
+    listing = run()
+    assert listing.returncode == 0 and "  train " in listing.stdout
+    typo = run("trian", "--steps", "3")
+    assert typo.returncode == 2 and typo.stderr.splitlines() == [
+        "minipar: error: unknown command 'trian': choose from "
+        + ", ".join(name for name, _ in COMMANDS)]
+    named = run("generate", "no-such-run")
+    assert named.returncode == 2 and named.stderr.strip() == (
+        "minipar: error: no-such-run: no such run directory")
