@@ -123,17 +123,29 @@ def test_adam_matches_formula():
     assert opt2.t == 3 and np.array_equal(opt2.state["m"][0], opt.state["m"][0])
 
 
+@pytest.mark.parametrize("blocked", [False, True], ids=["whole", "blocked"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_adam_on_flat_buffers_equals_the_per_parameter_rule_exactly(dtype):
-    """Adam.step (flat m, v and gradients) against Adam._update, one parameter at a time,
-    through 5 steps, a saved and reloaded state, and a step with a missing gradient."""
+def test_adam_on_flat_buffers_equals_the_per_parameter_rule_exactly(dtype, blocked,
+                                                                     monkeypatch):
+    """Adam.step (flat m, v and gradients; or, for a large model, blocks of them) against
+    Adam._update, one parameter at a time, through 5 steps, a saved and reloaded state, a step
+    with a missing gradient and, blocked, a step with a strided parameter."""
+    from minipar.nn import optim
+
+    if blocked:  # every model counts as large; blocks of 7 cut parameters mid-way
+        monkeypatch.setattr(optim, "BLOCKED_BYTES", 0)
+        monkeypatch.setattr(optim, "BLOCK", 7)
     rng = np.random.default_rng(0)
     shapes = [(3, 4), (4,), (2, 3, 5), (1,)]
     init = [rng.standard_normal(s).astype(dtype) for s in shapes]
     fast = [Tensor(a.copy(), requires_grad=True) for a in init]
     slow = [Tensor(a.copy(), requires_grad=True) for a in init]
     opt_fast, opt_slow = Adam(fast, lr=0.01), Adam(slow, lr=0.01)
+    assert opt_fast._blocked == blocked
+    assert opt_fast._buf["g"].size == (7 if blocked else 47)
     for step in range(6):
+        if step == 3 and blocked:  # a strided parameter: the whole-buffer path, same numbers
+            fast[0].data = np.asfortranarray(fast[0].data)
         grads = [rng.standard_normal(s).astype(dtype) for s in shapes]
         if step == 4:
             grads[1] = None  # the per-parameter path, on the flat views

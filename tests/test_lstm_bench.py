@@ -60,7 +60,7 @@ def test_parity_minipar_steps_learn_on_every_model():
         backend.seed(0)
         with backend.dtype_scope("float32"):
             step = parity._minipar_step(parity._shapes(name))
-            losses = [step() for _ in range(4)]
+            losses = [step()[0] for _ in range(4)]
         assert losses[-1] < losses[0], (name, losses)
 
 
@@ -74,10 +74,12 @@ def test_parity_table_counts_cells_and_warns_of_slow_blas_settings(monkeypatch, 
 
     def run(a, n):
         return dict(fake, rows=[{"model": "char", "threads": n, "minipar_ms": 2.0 * n,
-                                 "torch_ms": 3.0, "ratio": 2.0 * n / 3.0}])
+                                 "torch_ms": 3.0, "ratio": 2.0 * n / 3.0,
+                                 "minipar_optim": 0.05 * n, "torch_optim": 0.04}])
     monkeypatch.setattr(parity, "_run_threads", run)
     assert parity.main(["--models", "char"]) == 0
     out = capsys.readouterr().out
-    assert "at or below 1.0x PyTorch: 1 of 2 cells" in out
+    assert ("at or below 1.0x PyTorch: 1 of 2 cells; optimizer (zero_grad and Adam) at most "
+            "10% of minipar's step: 2 of 2") in out
     assert "OpenBLAS kernel Haswell" in out
     assert "warning: OPENBLAS_CORETYPE=Haswell is set" in out

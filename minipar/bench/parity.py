@@ -19,8 +19,10 @@ process runs (``OPENBLAS_NUM_THREADS`` set before NumPy loads, ``torch.set_num_t
 in it the two frameworks alternate in blocks of steps (``--rounds``, each after
 ``--warmup`` untimed steps), so that a noisy neighbour slows both alike. Each cell is the
 median step of each framework and their ratio, minipar / PyTorch: at most 1.0 means minipar
-is as fast or faster. The BLAS kernel that ran is named (threadpoolctl), and the run warns
-when OPENBLAS_CORETYPE or OPENBLAS_L2_SIZE is set: either slows NumPy's BLAS on some CPUs.
+is as fast or faster. Beside it, the share of each step spent in zero_grad and the update
+(the optimizer's share; no clipping here). The BLAS kernel that ran is named
+(threadpoolctl), and the run warns when OPENBLAS_CORETYPE or OPENBLAS_L2_SIZE is set:
+either slows NumPy's BLAS on some CPUs.
 """
 
 from __future__ import annotations
@@ -87,13 +89,18 @@ def _data(s: dict, seed: int = 0):
 
 
 def _step_of(opt, loss):
-    """zero_grad, forward and loss, backward, update: the same four calls in both frameworks."""
+    """zero_grad, forward and loss, backward, update: the same four calls in both frameworks.
+    A step returns its loss and the seconds of its zero_grad and update (the optimizer's)."""
     def step():
+        t0 = time.perf_counter()
         opt.zero_grad()
+        t1 = time.perf_counter()
         out = loss()
         out.backward()
+        t2 = time.perf_counter()
         opt.step()
-        return out.item()
+        t3 = time.perf_counter()
+        return out.item(), (t1 - t0) + (t3 - t2)
     return step
 
 
@@ -154,8 +161,10 @@ def _torch_step(torch, s: dict):
 # ---- one thread count, in its own process -----------------------------------------------
 
 def _blocks(steps: dict, a) -> dict:
-    """Alternate the frameworks in blocks; median seconds of each one's timed steps."""
+    """Alternate the frameworks in blocks; median seconds of each one's timed steps, and
+    (``NAME optim``) of their zero_grad plus update."""
     times = {k: [] for k in steps}
+    optim = {k: [] for k in steps}
     per_round = -(-a.steps // a.rounds)
     for _ in range(a.rounds):
         # blocks, not step-by-step alternation: each library's idle worker threads spin for
@@ -165,9 +174,10 @@ def _blocks(steps: dict, a) -> dict:
                 step()
             for _ in range(per_round):
                 t0 = time.perf_counter()
-                step()
+                optim[name].append(step()[1])
                 times[name].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return {**{k: statistics.median(v) for k, v in times.items()},
+            **{f"{k} optim": statistics.median(v) for k, v in optim.items()}}
 
 
 def _kernel() -> str | None:
@@ -196,7 +206,9 @@ def worker(a) -> int:
         with backend.dtype_scope("float32"):
             med = _blocks({"minipar": _minipar_step(s), "torch": _torch_step(torch, s)}, a)
         rows.append({"model": name, "threads": threads, "minipar_ms": 1e3 * med["minipar"],
-                     "torch_ms": 1e3 * med["torch"], "ratio": med["minipar"] / med["torch"]})
+                     "torch_ms": 1e3 * med["torch"], "ratio": med["minipar"] / med["torch"],
+                     "minipar_optim": med["minipar optim"] / med["minipar"],
+                     "torch_optim": med["torch optim"] / med["torch"]})
     print(json.dumps({"rows": rows, "kernel": _kernel(), "numpy": numpy.__version__,
                       "torch": torch.__version__}))
     return 0
@@ -235,12 +247,16 @@ def main(argv=None) -> int:
     print(f"training step, minipar against PyTorch {out['torch']} (CPU, float32, Adam); "
           f"NumPy {out['numpy']}, OpenBLAS kernel {out['kernel'] or 'unknown'}; median of "
           f"{a.steps} steps each")
-    print(f"{'model':<11} {'threads':>7} {'minipar ms':>11} {'torch ms':>9} {'ratio':>6}")
+    print(f"{'model':<11} {'threads':>7} {'minipar ms':>11} {'torch ms':>9} {'ratio':>6} "
+          f"{'optim, minipar':>15} {'torch':>6}")
     for r in rows:
         print(f"{r['model']:<11} {r['threads']:>7} {r['minipar_ms']:>11.2f} "
-              f"{r['torch_ms']:>9.2f} {r['ratio']:>6.2f}")
+              f"{r['torch_ms']:>9.2f} {r['ratio']:>6.2f} {r['minipar_optim']:>15.1%} "
+              f"{r['torch_optim']:>6.1%}")
     met = sum(r["ratio"] <= 1.0 for r in rows)
-    print(f"at or below 1.0x PyTorch: {met} of {len(rows)} cells")
+    print(f"at or below 1.0x PyTorch: {met} of {len(rows)} cells; optimizer (zero_grad and "
+          f"Adam) at most 10% of minipar's step: {sum(r['minipar_optim'] <= 0.1 for r in rows)} "
+          f"of {len(rows)}")
     for k, v in slowing.items():
         print(f"warning: {k}={v} is set: it can slow NumPy's BLAS; unset it for this "
               f"benchmark (env -u {k} ...)")

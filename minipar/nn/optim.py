@@ -79,6 +79,15 @@ class SGD(Optimizer):
         w -= self.lr * g
 
 
+# Adam's moments are streamed in blocks of BLOCK elements once its flat buffers (m, v, g and
+# two scratch arrays) pass BLOCKED_BYTES: all of a block's operations then run while it is in
+# the core's cache. Measured on the word LSTM LM's 4.65 M parameters (2 vCPU AMD EPYC, 1 MiB
+# L2, one thread): 15.1-15.5 ms a step over whole buffers, 9.3 ms in blocks of 65,536; for
+# small models (under 0.4 M parameters) the extra calls cost more than the cache saves.
+BLOCK = 1 << 16
+BLOCKED_BYTES = 16 << 20
+
+
 class Adam(Optimizer):
     """Adam (Kingma & Ba), bias-corrected:
 
@@ -93,7 +102,11 @@ class Adam(Optimizer):
     into a flat buffer, and each parameter takes its slice of the update. Every element sees
     the same float operations, so the result is bit for bit the per-parameter one; what is
     saved is ~8 NumPy calls per parameter (the optimizer was 15% of a small model's step).
-    Without weight decay, with every gradient present and one dtype; else per parameter."""
+    Without weight decay, with every gradient present and one dtype; else per parameter.
+
+    For a large model (``BLOCKED_BYTES``, on the CPU) the same operations run a block of
+    ``BLOCK`` elements at a time, straight from each gradient into each parameter, so a block
+    stays in cache through all of them and no flat gradient is built: again bit for bit."""
 
     slots = ("m", "v")
 
@@ -108,7 +121,11 @@ class Adam(Optimizer):
             n, dtype = sum(sizes), self.params[0].data.dtype
             ends = [sum(sizes[:k + 1]) for k in range(len(sizes))]
             self._slices = [slice(e - k, e) for e, k in zip(ends, sizes)]
-            self._buf = {k: xp.zeros(n, dtype) for k in ("m", "v", "g", "a", "b")}
+            self._blocked = (backend.device == "cpu"
+                             and 5 * n * xp.dtype(dtype).itemsize > BLOCKED_BYTES)
+            scratch = min(n, BLOCK) if self._blocked else n  # g, a, b: a block's worth
+            self._buf = {k: xp.zeros(n if k in ("m", "v") else scratch, dtype)
+                         for k in ("m", "v", "g", "a", "b")}
             for s in self.slots:
                 self.state[s] = [self._buf[s][sl].reshape(p.data.shape)
                                  for sl, p in zip(self._slices, self.params)]
@@ -119,8 +136,25 @@ class Adam(Optimizer):
             return super().step()
         self.t += 1
         m, v, g, a, b = (self._buf[k] for k in ("m", "v", "g", "a", "b"))
+        if self._blocked and all(p.data.flags.c_contiguous for p in self.params):
+            for p, sl in zip(self.params, self._slices):
+                grad, w = p.grad.reshape(-1), p.data.reshape(-1)  # w: a view, written
+                for s in range(0, w.size, BLOCK):
+                    e = min(s + BLOCK, w.size)
+                    at, k = sl.start + s, e - s                   # in m and v; its length
+                    self._update_flat(m[at:at + k], v[at:at + k], grad[s:e], a[:k], b[:k])
+                    w[s:e] -= a[:k]
+            return
+        if g.size < m.size:  # blocked buffers, but a parameter is a strided view: whole ones
+            g, a, b = (xp.empty_like(m) for _ in range(3))
         for p, sl in zip(self.params, self._slices):
             g[sl] = p.grad.reshape(-1)
+        self._update_flat(m, v, g, a, b)
+        for p, sl in zip(self.params, self._slices):
+            p.data -= a[sl].reshape(p.data.shape)
+
+    def _update_flat(self, m, v, g, a, b) -> None:
+        """The rule on flat arrays, in place: m, v updated; a = the step to subtract."""
         m *= self.b1                                        # m = b1 m + (1 - b1) g
         xp.multiply(1 - self.b1, g, out=a)
         m += a
@@ -134,8 +168,6 @@ class Adam(Optimizer):
         b += self.eps
         xp.divide(m, b, out=a)
         a *= step
-        for p, sl in zip(self.params, self._slices):
-            p.data -= a[sl].reshape(p.data.shape)
 
     def _update(self, i, w, g):
         if self.weight_decay:
