@@ -4,6 +4,7 @@ The environment variable ``MINIPAR_FAULT`` is read once, when this module is imp
 
     MINIPAR_FAULT="raise:rank=1:step=2"              rank 1 raises RuntimeError in step 2
     MINIPAR_FAULT="skip-collective:rank=2:step=3"    rank 2 skips step 3's metrics allreduce
+                                                     (planted, every step has one)
     MINIPAR_FAULT="kill:rank=1:step=5"               rank 1 SIGKILLs itself in step 5
     MINIPAR_FAULT="signal:rank=0:step=3:sig=TERM"    rank 0 gets SIGTERM in step 3
     MINIPAR_FAULT="nan:rank=0:step=2"                rank 0's gradients become NaN in step 2
@@ -63,6 +64,12 @@ def check() -> None:
     """Raise the spec's ConfigError, if it had one (called once, at start-up)."""
     if ERROR is not None:
         raise ERROR
+
+
+def skips_collectives() -> bool:
+    """A ``skip-collective`` fault is planted: the trainer then sums each step's metrics in an
+    allreduce of their own (they otherwise ride with the gradients), so there is one to skip."""
+    return any(f["kind"] == "skip-collective" for f in FAULTS)
 
 
 def hit(rank: int, step: int, params=()) -> bool:

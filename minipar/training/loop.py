@@ -62,13 +62,22 @@ def train_step(run: Run, batch, state):
         skip = faults.hit(comm.rank, run.step + 1, model.parameters())
     t0 = time.perf_counter()
     first = len(tracer.events)
-    with comm.phase("sync"):
-        run.sync.step(run.opt, run.clip, count, n)                 # sync, clip, optimizer step
+    # this rank's loss sum and stop request, summed over the ranks: in the last gradient
+    # bucket when the sync allows it (one collective fewer a step), else on their own below
+    flags = np.array([loss_sum.item() if count else 0.0, _STOP_CODE.get(_stop["signal"], 0),
+                      0.0], dtype=np.float64)
+    ride = (getattr(run.sync, "carries_metrics", False)
+            and not (faults.ACTIVE and faults.skips_collectives()))
+    with comm.phase("sync"):                                       # sync, clip, optimizer step
+        if ride:
+            summed = run.sync.step(run.opt, run.clip, count, n, extra=flags[:2])
+        else:
+            run.sync.step(run.opt, run.clip, count, n)
     sync_s = time.perf_counter() - t0
-    stop = _STOP_CODE.get(_stop["signal"], 0)
-    flags = np.array([loss_sum.item() if count else 0.0, stop,
-                      not math.isfinite(run.last_norm)], dtype=np.float64)
-    if not skip:
+    flags[2] = not math.isfinite(run.last_norm)
+    if ride:  # the same norm on every rank: it comes from the summed gradients
+        flags[:2] = summed
+    elif not skip:
         with comm.phase("metrics"):
             if run.cfg.allreduce == "shm":  # its sleeping waits serve these numbers too
                 allreduce_shm(comm, flags)                         # global loss, stop requests

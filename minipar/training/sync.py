@@ -156,6 +156,10 @@ class AllreduceSync:
     of one more round trip (with overlap they go on their own, after the buckets)."""
 
     name = "allreduce"
+    # the trainer's per-step numbers (loss, stop requests) can ride with the gradients: after
+    # the sum every rank holds the same gradients, so what it derives from them (their norm)
+    # needs no collective of its own
+    carries_metrics = True
 
     def __init__(self, comm, params, algorithm="ring", bucket_bytes=1 << 20, overlap=False,
                  sparse: bool = True):
@@ -295,10 +299,13 @@ class AllreduceSync:
             p.grad = xp.zeros_like(p.data)
         return p.grad
 
-    def step(self, optimizer, clip, local_count: int, global_count: int) -> None:
-        self.finish()
+    def step(self, optimizer, clip, local_count: int, global_count: int,
+             extra: np.ndarray | None = None) -> np.ndarray | None:
+        """Sum the gradients (and ``extra``, riding with them: returned summed), clip, step."""
+        summed = self.finish(extra)
         clip()
         optimizer.step()
+        return summed
 
 
 class AverageSync:
@@ -306,6 +313,7 @@ class AverageSync:
     state) every ``every`` steps: w = (1/p) sum_r w_r."""
 
     name = "average"
+    carries_metrics = False  # ranks clip different gradients: the trainer sums its own flags
 
     def __init__(self, comm, params, algorithm="ring", every=4):
         if every < 1:
@@ -347,6 +355,7 @@ class ParameterServerSync:
     its own, steps the optimizer, and sends the parameters back to every worker."""
 
     name = "ps"
+    carries_metrics = False  # ranks clip different gradients: the trainer sums its own flags
 
     def __init__(self, comm, params):
         self.comm, self.params = comm, list(params)
