@@ -75,6 +75,10 @@ CASES = [
     ("checkpoint-meta-edited", ["--resume", "{d}/edited"], None,
      "meta.json: checksum mismatch"),
     ("bad-fault-spec", [], {"MINIPAR_FAULT": "explode:rank=1"}, "unknown fault 'explode'"),
+    ("out-is-a-file", ["--out", "{d}/oneline.txt"], None,
+     "cannot make the run directory here (File exists)"),
+    ("ngram-out-under-a-file", ["--model", "ngram", "--out", "{d}/oneline.txt/run"], None,
+     "cannot make the run directory here (Not a directory)"),
 ]
 if importlib.util.find_spec("cupy") is None:
     CASES.append(("cuda-without-cupy", ["--device", "cuda"], None, "needs CuPy"))

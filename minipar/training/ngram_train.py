@@ -80,7 +80,7 @@ def run_ngram(comm, cfg) -> int:
         header, eos = corpus.summary(), corpus.vocab.eos_id
         shard, valid = (split_sentences(x, comm.size, eos)[comm.rank]
                         for x in (corpus.train, corpus.valid))
-    run_dir = choose_run_dir(comm, cfg.out, "ngram")
+    run_dir = launch.agree(comm, choose_run_dir, comm, cfg.out, "ngram")
     talk = comm.rank == 0 and not cfg.quiet
     how = "sharded model" if cfg.smoothing == "kn" else "MapReduce counting"
     if talk:

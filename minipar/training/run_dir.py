@@ -13,6 +13,7 @@ import json
 import os
 import time
 
+from minipar.core.errors import ConfigError
 from minipar.training.checkpoint import atomic_write
 
 
@@ -25,7 +26,11 @@ def choose_run_dir(comm, out: str | None, model: str) -> str:
         with comm.phase("run directory"):
             name = comm.bcast_obj(name, 0)
     if comm.rank == 0:
-        os.makedirs(name, exist_ok=True)
+        try:
+            os.makedirs(name, exist_ok=True)
+        except OSError as exc:  # a file in the way, no permission, a read-only disk
+            raise ConfigError(f"--out {name}: cannot make the run directory here "
+                              f"({exc.strerror or exc})") from None
     return name
 
 
