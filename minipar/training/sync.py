@@ -255,7 +255,7 @@ class AllreduceSync:
         if self.comm.size == 1:  # one process: the sum is its own gradient, as it is
             for i in range(len(self.params)):
                 self._grad(i)
-            return None if extra is None else np.asarray(extra, dtype=self.dtype).copy()
+            return None if extra is None else np.array(extra)  # as given: nothing to add
         if extra is not None:
             self._extra = np.asarray(extra, dtype=self.dtype)
         while self._launched < len(self.buckets):
