@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from minipar.core.errors import UserError
-from minipar.training.sync import make_buckets
+from minipar.training.buckets import make_buckets
 from minipar.planning.policies import block, lpt, round_robin
 from minipar.planning.policies import plan_tasks
 from minipar.models.kneser_ney import FALLBACK, estimate_discounts

@@ -25,7 +25,6 @@ Strategies (``make_sync``):
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import time
 
@@ -39,6 +38,7 @@ from minipar.core.errors import ConfigError
 from minipar.comm.collectives import (ALLREDUCE_STEPS, broadcast_tree, get_allreduce,
                                       start_allreduce)
 from minipar.comm.sparse import allreduce_rows
+from minipar.training.buckets import flat_size, make_buckets, pack, staged, unpack
 
 STRATEGIES = ("allreduce", "average", "ps")
 # A table smaller than this goes in the buckets like any gradient: sending it whole costs
@@ -49,69 +49,6 @@ TAG_PS_GRAD, TAG_PS_PARAM = 501, 502
 
 class ReplicaDrift(RuntimeError):
     """Replicas that should hold identical parameters do not."""
-
-
-def _host(a):
-    return backend.to_numpy(a)
-
-
-def flat_size(arrays) -> int:
-    return int(sum(a.size for a in arrays))
-
-
-def pack(arrays, out: np.ndarray, comm=None) -> np.ndarray:
-    """Copy arrays (None counts as zeros) one after another into the flat host buffer.
-
-    Arrays on a GPU are first joined on the device, then copied to the host in one piece,
-    inside ``comm.staged("d2h", ...)`` so the copy is an event of its own in the trace."""
-    if backend.device != "cpu":
-        parts = [xp.zeros(n, dtype=out.dtype) if a is None else a.reshape(-1) for a, n in arrays]
-        joined = xp.concatenate(parts) if parts else xp.zeros(0, dtype=out.dtype)
-        with _staged(comm, "d2h", joined.nbytes):
-            out[...] = backend.to_numpy(joined)
-        return out
-    at = 0
-    for a, n in arrays:
-        if a is None:
-            out[at:at + n] = 0
-        else:
-            out[at:at + n] = _host(a).reshape(-1)
-        at += n
-    return out
-
-
-def unpack(flat: np.ndarray, targets, scale: float = 1.0, comm=None) -> None:
-    """Write slices of ``flat`` (times ``scale``) back into the target arrays, in place (on a
-    GPU: one host-to-device copy, ``comm.staged("h2d", ...)``, then device slices)."""
-    source = flat * scale if scale != 1.0 else flat
-    if backend.device != "cpu":
-        with _staged(comm, "h2d", source.nbytes):
-            source = backend.from_numpy(source)
-    at = 0
-    for t in targets:
-        n = t.size
-        piece = source[at:at + n].reshape(t.shape)
-        t[...] = piece if backend.on_device(piece) else backend.from_numpy(piece, dtype=t.dtype)
-        at += n
-
-
-def _staged(comm, op: str, nbytes: int):
-    return comm.staged(op, nbytes) if comm is not None else contextlib.nullcontext()
-
-
-def make_buckets(params, bucket_bytes: int) -> list[list[int]]:
-    """Group parameter indices into buckets of about ``bucket_bytes``, last parameter first:
-    the backward pass finishes the last layers first, so their bucket can leave first."""
-    buckets, cur, size = [], [], 0
-    for i in reversed(range(len(params))):
-        cur.append(i)
-        size += params[i].data.nbytes
-        if size >= bucket_bytes:
-            buckets.append(cur)
-            cur, size = [], 0
-    if cur:
-        buckets.append(cur)
-    return buckets
 
 
 def broadcast_parameters(comm, params, root: int = 0) -> None:
@@ -130,7 +67,7 @@ def broadcast_parameters(comm, params, root: int = 0) -> None:
 def parameter_digest(params) -> str:
     h = hashlib.sha1()
     for p in params:
-        h.update(np.ascontiguousarray(_host(p.data)).tobytes())
+        h.update(np.ascontiguousarray(backend.to_numpy(p.data)).tobytes())
     return h.hexdigest()
 
 
@@ -282,11 +219,11 @@ class AllreduceSync:
             unpack(flat, [self._grad(i) for i in b], comm=self.comm)
         for i in self.sparse:
             grad = self._grad(i)
-            with _staged(self.comm if backend.on_device(grad) else None, "d2h", grad.nbytes):
-                g = np.ascontiguousarray(_host(grad))
+            with staged(self.comm if backend.on_device(grad) else None, "d2h", grad.nbytes):
+                g = np.ascontiguousarray(backend.to_numpy(grad))
             with self.comm.phase("sync"):
                 self.sent_sparse += allreduce_rows(self.comm, g, self.allreduce)
-            with _staged(self.comm if backend.on_device(grad) else None, "h2d", g.nbytes):
+            with staged(self.comm if backend.on_device(grad) else None, "h2d", g.nbytes):
                 self.params[i].grad = backend.from_numpy(g, dtype=self.params[i].dtype)
         self._launched, self._extra = 0, None
         if self.overlap:
