@@ -204,9 +204,14 @@ class AllreduceSync:
         # the extra rode in the last bucket when there is one and no overlap (see _launch)
         rode = self._extra is not None and bool(self.buckets) and not self.overlap
         if self._extra is not None and not rode:
-            # nothing dense to ride on, or overlap (see _launch): they go on their own
+            # nothing dense to ride on, or overlap (see _launch): the few numbers go on their
+            # own, in one MPI call (a hand-written ring takes 2(p-1) rounds, each costly when
+            # ranks share cores); shm, with its sleeping waits, sums them itself
             with self.comm.phase("sync"):
-                self.allreduce(self.comm, self._extra)
+                if self.algorithm == "shm":
+                    self.allreduce(self.comm, self._extra)
+                else:
+                    self.comm.allreduce(self._extra)
             summed = self._extra.copy()
         for k, b in enumerate(self.buckets):
             if k in self._pending:
