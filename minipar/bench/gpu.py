@@ -6,8 +6,10 @@
 The step of ``bench lstm`` (embedding, one LSTM layer, linear decoder; cross-entropy, Adam;
 float32) timed on ``cuda`` (the GPU synchronised after each step, so the time is the whole
 step) and on the CPU, then ``torch.nn`` on CUDA when a CUDA build of torch is installed.
-Prints the device's name, the median step times and their ratios. Without CuPy or a GPU it
-says so and exits with status 2.
+Prints the device's name, the median step times and their ratios, then how far training
+on the GPU strays from the CPU: the LSTM LM and the classifier trained for ``--parity-steps``
+steps in float64 from the same seed on both, and the largest relative difference of any
+parameter (``largest_differences``). Without CuPy or a GPU it says so and exits with status 2.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ def _parse(argv):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=20, help="timed steps per device (20)")
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--parity-steps", type=int, default=50,
+                   help="float64 training steps compared with the CPU (50; 0: none)")
     for name, default in (("vocab", 65), ("embed", 64), ("hidden", 256), ("batch", 32),
                           ("seq", 64)):
         p.add_argument(f"--{name}", type=int, default=default)
@@ -53,6 +57,33 @@ def _minipar(device: str, a, ids, targets, sync) -> float:
             times.append(time.perf_counter() - t0)
     backend.set_device("cpu")
     return statistics.median(times)
+
+
+def largest_differences(device: str, steps: int = 50) -> dict[str, float]:
+    """For the LSTM LM and the classifier: ``steps`` training steps in float64 on ``device``
+    and on the CPU from one seed, then max over parameters of max|a - b| / max|b|."""
+    from minipar.training.tasks import default_config, get_task, train
+
+    out = {}
+    old = backend.default_dtype()
+    backend.set_default_dtype("float64")
+    try:
+        for kind in ("lstm", "classifier"):
+            cfg = default_config(kind, steps=steps, seed=3, max_chars=20000, dtype="float64",
+                                 **({"hidden": 32, "embed": 16} if kind == "lstm" else {}))
+            task = get_task(kind)
+            data = task.load_data(cfg)
+            states = []
+            for where in (device, "cpu"):
+                backend.set_device(where)
+                backend.seed(cfg.seed)
+                states.append(train(task, cfg, data, log=None).model.state_dict())
+            out[kind] = max(float(np.abs(states[0][k] - b).max() / max(np.abs(b).max(), 1e-300))
+                            for k, b in states[1].items())
+    finally:
+        backend.set_device("cpu")
+        backend.set_default_dtype(old)
+    return out
 
 
 def _torch(a, ids, targets) -> tuple[float, str] | None:
@@ -110,4 +141,8 @@ def main(argv=None) -> int:
     else:
         t, version = torch_res
         print(f"torch {version} on cuda: {t * 1e3:.2f} ms/step   (minipar/torch = {gpu / t:.2f})")
+    if a.parity_steps > 0:
+        diff = largest_differences("cuda", a.parity_steps)
+        print(f"largest relative difference from the CPU after {a.parity_steps} float64 "
+              "training steps: " + ", ".join(f"{k} {v:.1e}" for k, v in diff.items()))
     return 0
