@@ -67,6 +67,9 @@ def run(argv, state) -> int:
         raise UserError("--micro-batches and --steps must be at least 1")
     if args.dry_run:
         return dry_run(args)
+    if args.stages is not None:  # a run has one stage per rank: the count comes from mpiexec
+        raise UserError(f"--stages is for --dry-run; to train on {args.stages} stages, run "
+                        f"mpiexec -n {args.stages} python -m minipar.pipeline")
     return train_pipeline(args, launch.start(state, show_comm=args.show_comm,
                                              timeout=args.timeout))
 

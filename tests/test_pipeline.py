@@ -144,3 +144,14 @@ def test_deadlocking_plan_refused_on_every_rank():
     assert proc.returncode == 2
     assert proc.stderr.count("refuses this plan: deadlock between ranks 0 and 1") == 1
     assert "step" not in proc.stdout  # nothing ran
+
+
+@pytest.mark.mpi
+def test_stages_outside_a_dry_run_is_one_line_naming_mpiexec():
+    """The stage count of a run is the rank count: --stages alone would be ignored."""
+    proc = run_mpi(2, ["-m", "minipar.pipeline", "--stages", "3", "--data", "synthetic"],
+                   timeout=60, check=False)
+    assert proc.returncode == 2 and "step" not in proc.stdout
+    assert proc.stderr.strip().splitlines() == [
+        "minipar: error: --stages is for --dry-run; to train on 3 stages, run "
+        "mpiexec -n 3 python -m minipar.pipeline"]
