@@ -155,6 +155,37 @@ class TrainConfig:
                               f"got {self.shard_weights!r}") from None
 
 
+# Where an option takes effect: given anywhere else, it gets a note at the start of the run
+# (not an error: one TOML file may serve several models)
+_NEURAL = ("sync", "allreduce", "bucket_kb", "overlap", "average_every", "shard", "shard_policy",
+           "shard_weights", "scheduler", "batch_size", "seq_len", "embed", "hidden", "layers",
+           "dropout", "tie_weights", "steps", "epochs", "lr", "lr_schedule", "clip", "dtype",
+           "device", "eval_every", "checkpoint_every", "log_every", "check_sync", "trace_steps")
+_WHERE = [
+    (("order", "smoothing"), "--model ngram", lambda c: c.model == "ngram"),
+    (("seq_len", "tie_weights"), "--model lstm", lambda c: c.model == "lstm"),
+    (("layers",), "--model lstm or classifier", lambda c: c.model in ("lstm", "classifier")),
+    (_NEURAL, "the neural models", lambda c: c.model != "ngram"),
+    (("average_every",), "--sync average", lambda c: c.sync == "average"),
+    (("bucket_kb", "overlap"), "--sync allreduce", lambda c: c.sync == "allreduce"),
+    (("allreduce",), "--sync allreduce or average", lambda c: c.sync != "ps"),
+    (("shard_weights",), "--shard weighted", lambda c: c.shard == "weighted"),
+    (("scheduler",), "--shard balanced", lambda c: c.shard == "balanced"
+     or (c.shard is None and c.model == "classifier")),
+]
+
+
+def without_effect(cfg: TrainConfig, given) -> list[str]:
+    """A note for each option in ``given`` (names) that this configuration does not use."""
+    notes, said = [], set()
+    for names, where, applies in _WHERE:
+        for name in names:
+            if name in given and name not in said and not applies(cfg):
+                notes.append(f"--{_flag(name)} has no effect here: it is for {where}")
+                said.add(name)
+    return notes
+
+
 NOT_RESUMED = ("resume", "out", "debug", "quiet", "show_comm", "trace", "trace_steps", "log_every",
                "comm_timeout", "check_collectives", "check_sync")
 
@@ -248,6 +279,9 @@ def parse_args(argv=None) -> TrainConfig:
     values = load_toml(ns.pop("config")) if ns.get("config") else {}
     ns.pop("config", None)
     values.update(ns)
+    given = set(values)  # on the command line or in the TOML file, not the resumed run's
     if values.get("resume"):
         values = {**resumed_options(values["resume"]), **values}
-    return TrainConfig(**values).validate()
+    cfg = TrainConfig(**values).validate()
+    cfg.notes = without_effect(cfg, given)  # said at the start of the run (not an option)
+    return cfg

@@ -87,7 +87,8 @@ def run_ngram(comm, cfg) -> int:
         print("\n".join([f"minipar: {comm.size} rank{'s' if comm.size > 1 else ''} "
                          f"({comm.library}); {order}-gram {cfg.smoothing}, {how}",
                          f"data: {header}", f"run directory {run_dir}"]
-                        + [f"note: {note}" for note in comm.notes]), flush=True)
+                        + [f"note: {note}" for note in comm.notes + getattr(cfg, "notes", [])]),
+              flush=True)
     run = _sharded_kn if cfg.smoothing == "kn" else _mapreduce
     distinct, table, result = run(comm, cfg, corpus, order, shard, valid, run_dir)
     with comm.phase("report"):

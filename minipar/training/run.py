@@ -79,6 +79,7 @@ def setup(comm, cfg) -> Run:
     run_dir = choose_run_dir(comm, where, cfg.model)
     run = Run(comm, cfg, tcfg, task, data, model, opt, sync, run_dir, per_epoch, total,
               scheduler=scheduler)
+    run.notes.extend(getattr(cfg, "notes", []))  # options given that have no effect here
     if backend.device != "cpu" and comm.size > 1:
         run.notes.append(f"GPU buffers and MPI: {comm.cuda_note}")
     if cfg.resume:
