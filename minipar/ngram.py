@@ -393,6 +393,14 @@ def main(argv=None) -> int:
                 check_file(a.test, "test")  # before the work, not after it
         if a.cmd == "sample" and (a.n < 1 or a.max_len < 1):
             raise ConfigError("-n and --max-len must be at least 1")
+        if a.cmd == "fit" and launcher_rank() == 0:  # an option that would be ignored: say so
+            for flag, value, default, where, used in (
+                    ("--k", a.k, 1.0, "--smoothing addk", a.smoothing == "addk"),
+                    ("--alpha", a.alpha, 0.4, "--smoothing stupid", a.smoothing == "stupid"),
+                    ("--seed", a.seed, 0, "--sample N", a.sample > 0)):
+                if value != default and not used:
+                    print(f"minipar: note: {flag} has no effect here: it is for {where}",
+                          file=sys.stderr, flush=True)
         if a.cmd == "fit" and launched_ranks(os.environ)[0] > 1:
             return launch.run(fit_on_ranks, argv)
         if a.cmd == "fit" and a.trace:

@@ -118,3 +118,14 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     (tmp_path / "latin1.txt").write_bytes("caf\xe9\n".encode("latin-1"))
     assert cli.main(["fit", str(tmp_path / "latin1.txt"), "--quiet"]) == 2
     assert "not UTF-8" in capsys.readouterr().err
+
+
+def test_cli_notes_an_option_without_effect(tmp_path, capsys):
+    train = tmp_path / "t.txt"
+    train.write_text("a b c d\na b d\n")
+    assert cli.main(["fit", str(train), "--order", "2", "--k", "0.5", "--quiet"]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        "minipar: note: --k has no effect here: it is for --smoothing addk"]
+    assert cli.main(["fit", str(train), "--order", "2", "--smoothing", "addk", "--k", "0.5",
+                     "--quiet"]) == 0
+    assert "note" not in capsys.readouterr().err
