@@ -124,8 +124,8 @@ def test_cli_notes_an_option_without_effect(tmp_path, capsys):
     train = tmp_path / "t.txt"
     train.write_text("a b c d\na b d\n")
     assert cli.main(["fit", str(train), "--order", "2", "--k", "0.5", "--quiet"]) == 0
-    assert capsys.readouterr().err.splitlines() == [
-        "minipar: note: --k has no effect here: it is for --smoothing addk"]
+    notes = [x for x in capsys.readouterr().err.splitlines() if "note:" in x]
+    assert notes == ["minipar: note: --k has no effect here: it is for --smoothing addk"]
     assert cli.main(["fit", str(train), "--order", "2", "--smoothing", "addk", "--k", "0.5",
                      "--quiet"]) == 0
     assert "note" not in capsys.readouterr().err
