@@ -220,7 +220,10 @@ def run(main, argv=None, debug_flag: str = "--debug") -> int:
             say_error(str(exc))
         return EXIT_USER
     except BrokenPipeError:  # the reader left (`| head`): stop quietly, as Unix tools do
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        except (OSError, ValueError):  # a stdout without a file (a notebook's): nothing to do
+            pass
         comm = state.get("comm")
         if comm is not None and comm.size > 1:
             comm.abort(EXIT_PIPE)  # the other ranks would wait for this one forever
