@@ -37,6 +37,7 @@ from minipar.core.launcher import launcher_rank
 from minipar.models.ngram_lm import SMOOTHINGS, NGramModel, load_model, summary_line
 from minipar.models.arpa import SPACE
 from minipar.models.ngram_counts import count_ngrams, split_sentences
+from minipar.training.config import no_effect
 from minipar.training.ngram_distributed import (CHUNK_TOKENS, counts_on_root, estimate_kn,
                                                write_arpa_ranks)
 from minipar.training.ngram_mapreduce import fit_model
@@ -399,8 +400,8 @@ def main(argv=None) -> int:
                     ("--alpha", a.alpha, 0.4, "--smoothing stupid", a.smoothing == "stupid"),
                     ("--seed", a.seed, 0, "--sample N", a.sample > 0)):
                 if value != default and not used:
-                    print(f"minipar: note: {flag} has no effect here: it is for {where}",
-                          file=sys.stderr, flush=True)
+                    print(f"minipar: note: {no_effect(flag, where)}", file=sys.stderr,
+                          flush=True)
         if a.cmd == "fit" and launched_ranks(os.environ)[0] > 1:
             return launch.run(fit_on_ranks, argv)
         if a.cmd == "fit" and a.trace:

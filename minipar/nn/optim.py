@@ -82,8 +82,8 @@ class SGD(Optimizer):
 # Adam's moments are streamed in blocks of BLOCK elements once its flat buffers (m, v, g and
 # two scratch arrays) pass BLOCKED_BYTES: all of a block's operations then run while it is in
 # the core's cache. Measured on the word LSTM LM's 4.65 M parameters (2 vCPU AMD EPYC, 1 MiB
-# L2, one thread): 15.1-15.5 ms a step over whole buffers, 9.3 ms in blocks of 65,536; for
-# small models (under 0.4 M parameters) the extra calls cost more than the cache saves.
+# L2, one thread): 14.3-15.0 ms a step over whole buffers, 8.9-9.2 ms in blocks of 65,536; for
+# small models (0.07 and 0.35 M parameters) the extra calls cost more than the cache saves.
 BLOCK = 1 << 16
 BLOCKED_BYTES = 16 << 20
 

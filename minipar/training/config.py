@@ -175,13 +175,18 @@ _WHERE = [
 ]
 
 
+def no_effect(flag: str, where: str) -> str:
+    """The note for an option given where it does nothing (this command and minipar.ngram)."""
+    return f"{flag} has no effect here: it is for {where}"
+
+
 def without_effect(cfg: TrainConfig, given) -> list[str]:
     """A note for each option in ``given`` (names) that this configuration does not use."""
     notes, said = [], set()
     for names, where, applies in _WHERE:
         for name in names:
             if name in given and name not in said and not applies(cfg):
-                notes.append(f"--{_flag(name)} has no effect here: it is for {where}")
+                notes.append(no_effect(f"--{_flag(name)}", where))
                 said.add(name)
     return notes
 
