@@ -9,6 +9,7 @@ from mpiutil import run_mpi
 
 @pytest.mark.parametrize("argv, flagged", [
     (["--model", "ngram", "--hidden", "64", "--lr", "0.1", "--order", "3"], ["hidden", "lr"]),
+    (["--model", "ngram", "--beta1", "0.8"], ["beta1"]),
     (["--sync", "ps", "--overlap", "--allreduce", "tree"], ["overlap", "allreduce"]),
     (["--average-every", "3"], ["average-every"]),
     (["--sync", "average", "--average-every", "3", "--allreduce", "rd"], []),

@@ -85,6 +85,8 @@ class TrainConfig:
     lr_schedule: str = per_model("learning rate over the run: constant, or linear (from "
                                  "--lr down to 0 at the last step)",
                                  choices=("constant", "linear"))
+    beta1: float = per_model("Adam: decay of the gradients' running mean, in [0, 1)")
+    beta2: float = per_model("Adam: decay of the squared gradients' running mean, in [0, 1)")
     clip: float = opt(1.0, "global gradient-norm clip (0: off)", nonneg=True)
     seed: int = opt(0, "random seed (the same on every rank)")
     dtype: str = opt("float32", "floating point type", ("float32", "float64"))
@@ -129,6 +131,10 @@ class TrainConfig:
                 raise ConfigError(f"--{_flag(f.name)} must not be negative, got {v}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
+        for name in ("beta1", "beta2"):
+            v = getattr(self, name)
+            if v is not None and not 0.0 <= v < 1.0:
+                raise ConfigError(f"--{name} must be in [0, 1), got {v}")
         if self.shard == "weighted" and not self.shard_weights:
             raise ConfigError("--shard weighted needs --shard-weights, e.g. 2,1")
         self.traced_steps()
@@ -159,8 +165,9 @@ class TrainConfig:
 # (not an error: one TOML file may serve several models)
 _NEURAL = ("sync", "allreduce", "bucket_kb", "overlap", "average_every", "shard", "shard_policy",
            "shard_weights", "scheduler", "batch_size", "seq_len", "embed", "hidden", "layers",
-           "dropout", "tie_weights", "steps", "epochs", "lr", "lr_schedule", "clip", "dtype",
-           "device", "eval_every", "checkpoint_every", "log_every", "check_sync", "trace_steps")
+           "dropout", "tie_weights", "steps", "epochs", "lr", "lr_schedule", "beta1", "beta2",
+           "clip", "dtype", "device", "eval_every", "checkpoint_every", "log_every",
+           "check_sync", "trace_steps")
 _WHERE = [
     (("order", "smoothing"), "--model ngram", lambda c: c.model == "ngram"),
     (("seq_len", "tie_weights"), "--model lstm", lambda c: c.model == "lstm"),
@@ -195,11 +202,20 @@ NOT_RESUMED = ("resume", "out", "debug", "quiet", "show_comm", "trace", "trace_s
                "comm_timeout", "check_collectives", "check_sync")
 
 
+# Options added after checkpoints were already being written, with the value every run
+# used before: a run saved then resumes as it trained (the LSTM's betas have changed since)
+OLD_DEFAULTS = {"beta1": 0.9, "beta2": 0.999}
+
+
 def resumed_options(path: str) -> dict:
     """The options saved in the checkpoint ``--resume`` names, minus ``NOT_RESUMED``."""
     saved = checkpoint.read_meta(checkpoint.resolve(path)[0]).get("config") or {}
     names = {f.name for f in dataclasses.fields(TrainConfig)}
-    return {k: v for k, v in saved.items() if k in names and k not in NOT_RESUMED}
+    out = {k: v for k, v in saved.items() if k in names and k not in NOT_RESUMED}
+    for name, before in OLD_DEFAULTS.items():
+        if saved and name not in saved:   # a checkpoint from before the option existed
+            out[name] = before
+    return out
 
 
 def _flag(name: str) -> str:
