@@ -18,7 +18,7 @@ ranks, on the same seeds. Targets (docs/benchmarks.md): median last-epoch accura
 an epoch <= 0.5 s, 2 ranks >= 1.3x one process.
 
 With ``--tensorflow PYTHON`` (an interpreter that has TensorFlow) the same listing also runs
-in TensorFlow's own Keras (``keras_tf.py``), on the same arrays and seeds, one process: the
+in TensorFlow's own Keras (``_keras_tf.py``), on the same arrays and seeds, one process: the
 yardstick for the accuracy and the time, measured beside minipar's rather than quoted.
 """
 
@@ -82,7 +82,7 @@ def sentiment_arrays(path: str) -> None:
 def run_tensorflow(python: str, data: str, seed: int, epochs: int) -> dict:
     fd, out = tempfile.mkstemp(suffix=".json", prefix="minipar-bench-keras-tf-")
     os.close(fd)
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "keras_tf.py")
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_keras_tf.py")
     cmd = [python, script, data, str(seed), str(epochs), out]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:

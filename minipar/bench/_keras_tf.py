@@ -2,7 +2,7 @@
 
 Run by an interpreter that has TensorFlow (minipar need not be installed there):
 
-    PYTHON keras_tf.py DATA.npz SEED EPOCHS OUT.json
+    PYTHON _keras_tf.py DATA.npz SEED EPOCHS OUT.json
 
 DATA.npz holds the arrays minipar's ``bench keras`` trains on (x, y, xv, yv: the built-in
 sentiment sentences, padded to 40 ids), so both frameworks see the same split. It writes
