@@ -70,3 +70,12 @@ def test_scaling_targets_ratios_and_baselines(monkeypatch, capsys):
     seen.clear()
     rows = scaling.targets(["lstm"], 5, [], repeat=3)  # the four runs three times over
     assert [s[1] for s in seen] == [1, 1, 2, 4] * 3 and rows[0]["p2"] == 190.0
+
+
+def test_the_scaling_targets_say_what_e2_one_process_on_every_core_asks_for():
+    from minipar.bench.scaling import needs_line
+    row = {"model": "lstm", "one_thread": 1000.0, "all_threads": 1200.0}
+    assert needs_line(row).endswith("gains 1.20x from its other cores, so p=2 >= 1.5x of it "
+                                    "needs E(2) >= 0.90")
+    row["all_threads"] = 1600.0   # 0.75 * 1.6 = 1.2: only a faster-than-linear E(2) passes
+    assert needs_line(row).endswith("needs E(2) >= 1.20 (above 1: faster than linear)")
