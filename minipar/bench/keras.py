@@ -34,6 +34,8 @@ import sys
 import tempfile
 import time
 
+import numpy as np
+
 from minipar import keras
 from minipar.comm import launch
 
@@ -74,7 +76,6 @@ def worker(seed: int, epochs: int, out: str) -> None:
 
 def sentiment_arrays(path: str) -> None:
     """The worker's training and validation arrays, saved for another framework."""
-    import numpy as np
     x, y, xv, yv = arrays()
     np.savez(path, x=x, y=y, xv=xv, yv=yv)
 
