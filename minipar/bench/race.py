@@ -21,6 +21,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -58,6 +59,14 @@ def run(ranks: int, every: int, extra: list[str]) -> dict:
             "wall_s": wall, "curve": curve, "ngram_ppl": ngram, "crossing": cross}
 
 
+def title(results: list[dict]) -> str:
+    """The command that made the curves (``--seed S`` standing for each run's seed)."""
+    command = results[0]["command"]
+    if len(results) > 1:
+        command = re.sub(r" --seed \d+$", "", command) + " --seed S"
+    return command
+
+
 def draw(path: str, results: list[dict]) -> None:
     """One curve per run (per seed), the N-gram's perplexity as a line."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -79,7 +88,7 @@ def draw(path: str, results: list[dict]) -> None:
     ax.set_ylim(min(ngram, min(ppl)) * 0.95, min(max(ppl), 3 * ngram))
     ax.set_xlabel("seconds of training")
     ax.set_ylabel("validation perplexity (characters)")
-    ax.set_title(results[0]["command"] + (" --seed S" if len(results) > 1 else ""), fontsize=8)
+    ax.set_title(title(results), fontsize=8)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
