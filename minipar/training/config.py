@@ -28,10 +28,12 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 
-def opt(default, help, choices=None, positive=False, nonneg=False, per_model=False):  # noqa: A002
+def opt(default, help, choices=None, positive=False, nonneg=False, unit=False,  # noqa: A002
+        per_model=False):
+    """A field with its help and checks (``unit``: in [0, 1), a probability or a decay)."""
     return field(default=default, metadata={"help": help, "choices": choices,
                                             "positive": positive, "nonneg": nonneg,
-                                            "per_model": per_model})
+                                            "unit": unit, "per_model": per_model})
 
 
 def per_model(help, **kw):  # noqa: A002
@@ -77,7 +79,7 @@ class TrainConfig:
     embed: int = per_model("embedding size", positive=True)
     hidden: int = per_model("hidden size", positive=True)
     layers: int = opt(1, "LSTM layers", positive=True)
-    dropout: float = opt(0.0, "dropout probability", nonneg=True)
+    dropout: float = opt(0.0, "dropout probability", nonneg=True, unit=True)
     tie_weights: bool = opt(False, "LSTM LM: tie decoder and embedding weights")
     steps: int = per_model("training steps (ignored when --epochs is given)", positive=True)
     epochs: int = opt(None, "train for this many passes over the data", positive=True)
@@ -85,8 +87,10 @@ class TrainConfig:
     lr_schedule: str = per_model("learning rate over the run: constant, or linear (from "
                                  "--lr down to 0 at the last step)",
                                  choices=("constant", "linear"))
-    beta1: float = per_model("Adam: decay of the gradients' running mean, in [0, 1)")
-    beta2: float = per_model("Adam: decay of the squared gradients' running mean, in [0, 1)")
+    beta1: float = per_model("Adam: decay of the gradients' running mean, in [0, 1)",
+                             unit=True)
+    beta2: float = per_model("Adam: decay of the squared gradients' running mean, in [0, 1)",
+                             unit=True)
     clip: float = opt(1.0, "global gradient-norm clip (0: off)", nonneg=True)
     seed: int = opt(0, "random seed (the same on every rank)")
     dtype: str = opt("float32", "floating point type", ("float32", "float64"))
@@ -129,12 +133,8 @@ class TrainConfig:
                 raise ConfigError(f"--{_flag(f.name)} must be positive, got {v}")
             if m.get("nonneg") and not v >= 0:
                 raise ConfigError(f"--{_flag(f.name)} must not be negative, got {v}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
-        for name in ("beta1", "beta2"):
-            v = getattr(self, name)
-            if v is not None and not 0.0 <= v < 1.0:
-                raise ConfigError(f"--{name} must be in [0, 1), got {v}")
+            if m.get("unit") and not 0.0 <= v < 1.0:
+                raise ConfigError(f"--{_flag(f.name)} must be in [0, 1), got {v}")
         if self.shard == "weighted" and not self.shard_weights:
             raise ConfigError("--shard weighted needs --shard-weights, e.g. 2,1")
         self.traced_steps()
