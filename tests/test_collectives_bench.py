@@ -51,25 +51,43 @@ def test_scaling_targets_ratios_and_baselines(monkeypatch, capsys):
     are read off those four runs (run_point stands in for the mpiexec runs)."""
     from minipar.bench import scaling
     seen = []
-    rate = {(1, "1"): 100.0, (1, None): 150.0, (2, "1"): 190.0, (4, "1"): 170.0}
+    rate = {(1, "1"): 100.0, (1, None): 150.0, (2, "1"): 190.0, (4, "1"): 170.0,
+            (1, "1", "32"): 98.0, (1, "1", "16"): 88.2, (1, "1", "128"): 90.0,
+            (1, "1", "64"): 60.0}
 
     def fake(model, ranks, steps, extra, env=None):
-        seen.append((model, ranks, steps, env.get("OPENBLAS_NUM_THREADS")))
-        return {"tokens_per_s": rate[(ranks, env.get("OPENBLAS_NUM_THREADS"))]}
+        seen.append((model, ranks, steps, env.get("OPENBLAS_NUM_THREADS"), extra))
+        key = (ranks, env.get("OPENBLAS_NUM_THREADS"))
+        return {"tokens_per_s": rate.get(key + tuple(extra[-1:]), rate[key])}
     monkeypatch.setattr(scaling, "run_point", fake)
     assert scaling.main(["--targets", "--models", "lstm,mlp"]) == 0
     assert [s[:3] for s in seen[:4]] == [("lstm", 1, 200), ("lstm", 1, 200), ("lstm", 2, 200),
                                           ("lstm", 4, 200)]
-    assert seen[4][2] == 1000  # the MLP's 2 ms steps need more of them
+    # then one process, one thread, at the rows a rank gets: the LSTM's global batch is 64
+    assert [(s[1], s[3], s[4]) for s in seen[4:6]] == [(1, "1", ["--batch-size", "32"]),
+                                                       (1, "1", ["--batch-size", "16"])]
+    assert seen[6][2] == 1000  # the MLP's 2 ms steps need more of them
     out = capsys.readouterr().out
     lstm = next(line for line in out.splitlines() if line.startswith("lstm"))
     # E(2) 190 / 200, p=2 over every core 190 / 150, p=4 over p=2 170 / 190
     assert "0.95 ok" in lstm and "1.27 --" in lstm and "0.89 --" in lstm
     mlp = next(line for line in out.splitlines() if line.startswith("mlp"))
     assert "0.95 ok" in mlp  # E(2) against the MLP's own target, 0.75
+    # the bounds: E(2) <= r(32) / r(64) = 98 / 100, p4 / p2 <= r(16) / r(32) = 88.2 / 98
+    assert ("lstm: one process, one thread, at 32 and 16 rows: 98 and 88 tokens/s, so even "
+            "with free communication E(2) <= 0.98 and p4 / p2 <= 0.90 on 2 cores") in out
+    assert "mlp: one process, one thread, at 128 and 64 rows" in out  # its batch is 256
+    assert "E(2) <= 0.90 and p4 / p2 <= 0.67" in out
+    row = {"model": "classifier", "batch": 32, "half": 1.0, "quarter": 0.8, "e2_bound": 1.17,
+           "p4_bound": 0.8}
+    assert scaling.bound_line(row).endswith("the ratios E(2) 1.17, p4 / p2 0.80 are no bound "
+                                            "here: a rank's rows are chosen to pad little")
     seen.clear()
-    rows = scaling.targets(["lstm"], 5, [], repeat=3)  # the four runs three times over
-    assert [s[1] for s in seen] == [1, 1, 2, 4] * 3 and rows[0]["p2"] == 190.0
+    rows = scaling.targets(["lstm"], 5, [], repeat=3)  # the six runs three times over
+    assert [s[1] for s in seen] == [1, 1, 2, 4, 1, 1] * 3 and rows[0]["p2"] == 190.0
+    seen.clear()
+    scaling.targets(["lstm"], 5, ["--batch-size", "128"])  # a batch given: its halves
+    assert [s[4][-1] for s in seen[4:]] == ["64", "32"]
 
 
 def test_the_scaling_targets_say_what_e2_one_process_on_every_core_asks_for():

@@ -75,11 +75,32 @@ def test_parity_table_counts_cells_and_warns_of_slow_blas_settings(monkeypatch, 
     def run(a, n):
         return dict(fake, rows=[{"model": "char", "threads": n, "minipar_ms": 2.0 * n,
                                  "torch_ms": 3.0, "ratio": 2.0 * n / 3.0,
-                                 "minipar_optim": 0.05 * n, "torch_optim": 0.04}])
+                                 "minipar_optim": 0.05 * n, "torch_optim": 0.04,
+                                 "per_op_ms": 4.0, "per_op_ratio": 2.0 * n / 4.0}])
     monkeypatch.setattr(parity, "_run_threads", run)
     assert parity.main(["--models", "char"]) == 0
     out = capsys.readouterr().out
     assert ("at or below 1.0x PyTorch: 1 of 2 cells; optimizer (zero_grad and Adam) at most "
             "10% of minipar's step: 2 of 2") in out
+    assert "PyTorch without oneDNN (per-op: its LSTM a step at a time, as minipar's): 2 of 2" in out
     assert "OpenBLAS kernel Haswell" in out
     assert "warning: OPENBLAS_CORETYPE=Haswell is set" in out
+
+
+def test_parity_per_op_torch_runs_its_lstm_without_onednn():
+    """The per-op column is PyTorch with oneDNN off: its LSTM must then leave oneDNN's
+    fused kernel (mkldnn_rnn_layer) unused, and the default step must use it."""
+    import pytest
+    torch = pytest.importorskip("torch")
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("this PyTorch has no oneDNN")
+    from torch.profiler import profile
+
+    from minipar.bench import parity
+    s = dict(parity._shapes("classifier"), T=5, B=4)
+    for onednn in (True, False):
+        step = parity._torch_step(torch, s, onednn=onednn)
+        with profile() as prof:
+            step()
+        names = {e.key for e in prof.key_averages()}
+        assert ("aten::mkldnn_rnn_layer" in names) is onednn, (onednn, sorted(names)[:20])

@@ -16,13 +16,20 @@ classes; PyTorch's nn modules), Adam (lr 1e-3), mean loss:
 
 A step is zero_grad, forward, loss, backward, Adam update. For each thread count a fresh
 process runs (``OPENBLAS_NUM_THREADS`` set before NumPy loads, ``torch.set_num_threads``);
-in it the two frameworks alternate in blocks of steps (``--rounds``, each after
+in it the frameworks alternate in blocks of steps (``--rounds``, each after
 ``--warmup`` untimed steps), so that a noisy neighbour slows both alike. Each cell is the
 median step of each framework and their ratio, minipar / PyTorch: at most 1.0 means minipar
 is as fast or faster. Beside it, the share of each step spent in zero_grad and the update
-(the optimizer's share; no clipping here). The BLAS kernel that ran is named
-(threadpoolctl), and the run warns when OPENBLAS_CORETYPE or OPENBLAS_L2_SIZE is set:
-either slows NumPy's BLAS on some CPUs.
+(the optimizer's share; no clipping here).
+
+A third framework runs in the same blocks: PyTorch with oneDNN switched off
+(``torch.backends.mkldnn.flags(enabled=False)``, "per-op"). PyTorch's CPU LSTM otherwise runs
+oneDNN's fused RNN kernel, one compiled call for a layer's whole sequence; with it off, the
+layer runs step by step, a product and a few elementwise operations at a time, which is what
+minipar's NumPy loop does. Its column says how much of the gap to PyTorch is that kernel.
+
+The BLAS kernel that ran is named (threadpoolctl), and the run warns when
+OPENBLAS_CORETYPE or OPENBLAS_L2_SIZE is set: either slows NumPy's BLAS on some CPUs.
 """
 
 from __future__ import annotations
@@ -132,7 +139,7 @@ def _minipar_step(s: dict):
     return _step_of(Adam(model.parameters(), lr=1e-3), loss)
 
 
-def _torch_step(torch, s: dict):
+def _torch_step(torch, s: dict, onednn: bool = True):
     nn, F = torch.nn, torch.nn.functional
     x, y = (torch.from_numpy(a) for a in _data(s))
     if s["kind"] == "mlp":
@@ -155,7 +162,14 @@ def _torch_step(torch, s: dict):
                 return F.binary_cross_entropy_with_logits(model["head"](out[:, -1]).reshape(-1),
                                                           y)
             return F.cross_entropy(model["head"](out.reshape(-1, s["H"])), y.reshape(-1))
-    return _step_of(torch.optim.Adam(model.parameters(), lr=1e-3), loss)
+    step = _step_of(torch.optim.Adam(model.parameters(), lr=1e-3), loss)
+    if onednn:
+        return step
+
+    def per_op():
+        with torch.backends.mkldnn.flags(enabled=False):
+            return step()
+    return per_op
 
 
 # ---- one thread count, in its own process -----------------------------------------------
@@ -204,9 +218,12 @@ def worker(a) -> int:
         backend.seed(0)
         torch.manual_seed(0)
         with backend.dtype_scope("float32"):
-            med = _blocks({"minipar": _minipar_step(s), "torch": _torch_step(torch, s)}, a)
+            med = _blocks({"minipar": _minipar_step(s), "torch": _torch_step(torch, s),
+                           "per-op": _torch_step(torch, s, onednn=False)}, a)
         rows.append({"model": name, "threads": threads, "minipar_ms": 1e3 * med["minipar"],
                      "torch_ms": 1e3 * med["torch"], "ratio": med["minipar"] / med["torch"],
+                     "per_op_ms": 1e3 * med["per-op"],
+                     "per_op_ratio": med["minipar"] / med["per-op"],
                      "minipar_optim": med["minipar optim"] / med["minipar"],
                      "torch_optim": med["torch optim"] / med["torch"]})
     print(json.dumps({"rows": rows, "kernel": _kernel(), "numpy": numpy.__version__,
@@ -248,15 +265,17 @@ def main(argv=None) -> int:
           f"NumPy {out['numpy']}, OpenBLAS kernel {out['kernel'] or 'unknown'}; median of "
           f"{a.steps} steps each")
     print(f"{'model':<11} {'threads':>7} {'minipar ms':>11} {'torch ms':>9} {'ratio':>6} "
-          f"{'optim, minipar':>15} {'torch':>6}")
+          f"{'optim, minipar':>15} {'torch':>6} {'per-op ms':>10} {'ratio':>6}")
     for r in rows:
         print(f"{r['model']:<11} {r['threads']:>7} {r['minipar_ms']:>11.2f} "
               f"{r['torch_ms']:>9.2f} {r['ratio']:>6.2f} {r['minipar_optim']:>15.1%} "
-              f"{r['torch_optim']:>6.1%}")
+              f"{r['torch_optim']:>6.1%} {r['per_op_ms']:>10.2f} {r['per_op_ratio']:>6.2f}")
     met = sum(r["ratio"] <= 1.0 for r in rows)
     print(f"at or below 1.0x PyTorch: {met} of {len(rows)} cells; optimizer (zero_grad and "
           f"Adam) at most 10% of minipar's step: {sum(r['minipar_optim'] <= 0.1 for r in rows)} "
           f"of {len(rows)}")
+    print(f"at or below 1.0x PyTorch without oneDNN (per-op: its LSTM a step at a time, as "
+          f"minipar's): {sum(r['per_op_ratio'] <= 1.0 for r in rows)} of {len(rows)} cells")
     for k, v in slowing.items():
         print(f"warning: {k}={v} is set: it can slow NumPy's BLAS; unset it for this "
               f"benchmark (env -u {k} ...)")

@@ -4,6 +4,9 @@
     python -m minipar.bench scaling --targets [--models lstm,mlp,classifier] [--repeat 3]
         [--predict 10GbE --to 64 --plot docs/img/scaling-predicted.png]
 
+``--targets`` also prints the bounds that splitting the batch alone sets on E(2) and on
+p4 / p2 (``bound_line``).
+
 Each point is one ``mpiexec -n P python -m minipar.train --model M --steps S`` run with the
 model's default size; its ``summary.json`` gives tokens/s (global tokens over training wall
 time) and each rank's communication seconds from the trace. Parallel efficiency on p ranks:
@@ -62,22 +65,37 @@ TARGET_STEPS = {"lstm": 200, "classifier": 150, "mlp": 1000}
 def targets(models, steps, extra, repeat: int = 1) -> list[dict]:
     """Per model: one process on one BLAS thread and on all of them, then 2 and 4 ranks
     (one BLAS thread each, as minipar sets them), and the three ratios with their targets.
-    With ``repeat`` the four runs are made that many times in turn, and each point is the
-    median of its runs (the ratios are of the medians)."""
+    Then one process on one thread at the rows a rank gets on 2 and on 4 ranks (B/2, B/4 of
+    the global batch B), for the bounds of ``bound_line``. With ``repeat`` the runs are made
+    that many times in turn, and each point is the median of its runs (the ratios are of
+    the medians)."""
     one = dict(os.environ, OPENBLAS_NUM_THREADS="1")
     every = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
-    points = ((1, one), (1, every), (2, one), (4, one))
     out = []
     for m in models:
         n = steps or TARGET_STEPS.get(m, 200)
-        runs = [[run_point(m, p, n, extra, env)["tokens_per_s"] for p, env in points]
+        B = global_batch(m, extra)
+        points = ((1, one, extra), (1, every, extra), (2, one, extra), (4, one, extra),
+                  (1, one, [*extra, "--batch-size", str(B // 2)]),
+                  (1, one, [*extra, "--batch-size", str(B // 4)]))
+        runs = [[run_point(m, p, n, x, env)["tokens_per_s"] for p, env, x in points]
                 for _ in range(repeat)]
-        t1, tall, t2, t4 = (statistics.median(col) for col in zip(*runs))
+        t1, tall, t2, t4, half, quarter = (statistics.median(col) for col in zip(*runs))
         out.append({"model": m, "steps": n, "repeat": repeat, "one_thread": t1,
                     "all_threads": tall, "p2": t2, "p4": t4, "e2": t2 / (2 * t1),
                     "e2_target": TARGET_E2.get(m, 0.90), "p2_over_threads": t2 / tall,
-                    "p4_over_p2": t4 / t2})
+                    "p4_over_p2": t4 / t2, "batch": B, "half": half, "quarter": quarter,
+                    "e2_bound": half / t1, "p4_bound": quarter / half})
     return out
+
+
+def global_batch(model: str, extra) -> int:
+    """The global batch of ``minipar.train --model MODEL EXTRA``: its --batch-size, else the
+    model's default."""
+    from minipar.training.tasks import default_config
+    given = [extra[i + 1] for i, x in enumerate(extra[:-1]) if x == "--batch-size"]
+    given += [x.split("=", 1)[1] for x in extra if x.startswith("--batch-size=")]
+    return int(given[-1]) if given else default_config(model).batch_size
 
 
 def print_targets(rows) -> None:
@@ -93,6 +111,8 @@ def print_targets(rows) -> None:
           "p=4 >= 0.9x p=2; ok = met")
     for r in rows:
         print(needs_line(r))
+    for r in rows:
+        print(bound_line(r))
 
 
 def needs_line(r: dict) -> str:
@@ -105,6 +125,29 @@ def needs_line(r: dict) -> str:
     return (f"{r['model']}: one process gains {s:.2f}x from its other cores, so p=2 >= 1.5x "
             f"of it needs E(2) >= {0.75 * s:.2f}" + (" (above 1: faster than linear)"
                                                       if 0.75 * s > 1 else ""))
+
+
+def bound_line(r: dict) -> str:
+    """What splitting the batch alone allows, communication free. With r(b) the tokens/s of
+    one process on one thread at b rows (global batch B), and one rank per core:
+
+        E(2) <= r(B/2) / r(B)          (each of 2 ranks runs B/2 rows on its own core)
+        p4 / p2 <= r(B/4) / r(B/2)     (on 2 cores each core runs two steps of B/4 rows,
+                                        in 2 t(B/4), where p=2 takes t(B/2))
+
+    A step's fixed costs (the optimizer over every parameter, Python's per-call time, a
+    product's set-up) do not shrink with the rows, so a smaller batch runs fewer tokens/s.
+    These are bounds only where every row costs the same: the classifier's rows are padded
+    to their rank's longest, and its ranks get rows chosen to pad little (the ``padded``
+    balance), which one process at B/p rows does not."""
+    B = r["batch"]
+    head = (f"{r['model']}: one process, one thread, at {B // 2} and {B // 4} rows: "
+            f"{r['half']:,.0f} and {r['quarter']:,.0f} tokens/s, ")
+    if r["model"] == "classifier":
+        return head + (f"the ratios E(2) {r['e2_bound']:.2f}, p4 / p2 {r['p4_bound']:.2f} "
+                       f"are no bound here: a rank's rows are chosen to pad little")
+    return head + (f"so even with free communication E(2) <= {r['e2_bound']:.2f} and "
+                   f"p4 / p2 <= {r['p4_bound']:.2f} on 2 cores")
 
 
 def predict(model: str, ranks, network: str, calibration=None) -> list[dict]:
@@ -160,8 +203,8 @@ def main(argv=None) -> int:
                     "P=PATH,... (default: the saved one)")
     ap.add_argument("--plot", help="--predict: write the picture here")
     ap.add_argument("--targets", action="store_true", help="the scaling targets: one "
-                    "process on one BLAS thread and on all, 2 and 4 ranks, and the three "
-                    "ratios")
+                    "process on one BLAS thread and on all, 2 and 4 ranks, the three "
+                    "ratios, and their bounds from one process at a rank's rows")
     ap.add_argument("--repeat", type=int, default=1, help="--targets: runs of each point; "
                     "the median is used (1)")
     ap.add_argument("extra", nargs="*", help="more minipar.train options (after --)")
