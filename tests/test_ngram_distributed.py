@@ -302,13 +302,35 @@ def test_bench_ngram_ranks_reports_stages_and_identical_files():
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["arpa_identical"] is True
-    assert [r["ranks"] for r in out["runs"]] == [1, 2]
+    # one process as it is, then on one thread (the bound's baseline), then 2 ranks
+    assert [(r["ranks"], r["one_thread"]) for r in out["runs"]] == [(1, False), (1, True),
+                                                                     (2, False)]
     for r in out["runs"]:
         assert r["seconds"] > 0 and r["peak_rss_mb"] > 0 and r["tokens"] > 20000
         assert set(r["stages"]) >= {"read", "vocab", "count", "adjust", "discount",
                                     "estimate", "write"}
         assert r["tokens_per_s"] > 0 and set(r["peak_mb"]) == set(r["stages"])
-    assert "exchange" in out["runs"][1]["stages"]
+    assert "exchange" in out["runs"][2]["stages"]
+
+
+def test_bench_ngram_ranks_bound_splits_the_one_thread_runs_stages_over_the_cores():
+    from minipar.bench.ngram_ranks import bound_line
+    rows = [{"program": "lmplz", "ranks": 1, "seconds": 3.0},
+            {"program": "minipar", "ranks": 1, "one_thread": False, "seconds": 4.0,
+             "stages": {"read": 1.0, "write": 2.0}},
+            {"program": "minipar", "ranks": 1, "one_thread": True, "seconds": 5.0,
+             "stages": {"read": 1.5, "exchange": float("nan"), "write": 3.0}},
+            {"program": "minipar", "ranks": 2, "one_thread": False, "seconds": 3.2,
+             "stages": {}},
+            {"program": "minipar", "ranks": 4, "one_thread": False, "seconds": 4.0,
+             "stages": {}}]
+    # S1 = 4.5 s of stages, 0.5 s of start-up: 4.0 / (0.5 + 4.5 / 2) = 1.45 on 2 cores
+    assert bound_line(rows, cores=2) == (
+        "over one process: 2 ranks 1.25x (at most 1.45x on 2 cores), 4 ranks 1.00x (at most "
+        "1.45x on 2 cores); the bound: the one-thread run's stages (4.50 s) split over the "
+        "cores with nothing exchanged, its start-up (0.50 s) as it is")
+    assert "4 ranks 1.00x (at most 2.46x on 4 cores)" in bound_line(rows, cores=8)  # 4 / 1.625
+    assert bound_line(rows[:2], cores=2) is None  # no one-thread run: no bound
 
 
 def test_trace_writes_the_timeline_and_keeps_json_clean(tmp_path, corpus):

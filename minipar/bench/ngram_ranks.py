@@ -14,6 +14,18 @@ minipar / lmplz and P ranks / 1 rank, rank 0's seconds and peak RSS at the end o
 stage (from the run's --json: read, vocab, count, exchange, adjust = the adjusted counts,
 discount, estimate = probabilities and backoffs, write), and whether the ARPA files of
 every P are byte for byte the same.
+
+One process runs twice: as it is (it formats the ARPA lines in as many threads as it has
+cores, ``threads.budget()``) and on one thread (``OPENBLAS_NUM_THREADS=1``, "1t"). The
+one-thread run gives the bound that every core's share of work sets on P ranks, with
+T = the one process's wall time, T1 and S1 = the one-thread run's wall time and the sum of
+its stages, c = min(P, cores):
+
+    speed-up of P ranks over one process <= T / ((T1 - S1) + S1 / c)
+
+(every stage of the one-thread run split perfectly over c cores, nothing exchanged, the
+start-up as one process's). One process already writes on every core, so writing cannot
+gain from ranks, and the bound is below c.
 """
 
 from __future__ import annotations
@@ -39,9 +51,10 @@ _WRAP = ("import json, resource, subprocess, sys, time; t = time.perf_counter();
          "'rss_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))")
 
 
-def timed(cmd: list[str]) -> dict:
+def timed(cmd: list[str], env=None) -> dict:
     """Run ``cmd`` in a fresh wrapper; wall seconds, peak RSS (MB) of its largest process."""
-    proc = subprocess.run([sys.executable, "-c", _WRAP, *cmd], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", _WRAP, *cmd], capture_output=True, text=True,
+                          env=env)
     r = json.loads(proc.stdout)
     if r["rc"] != 0:
         raise UserError(f"{' '.join(cmd)} failed ({r['rc']}): {r['err'].strip()[-400:]}")
@@ -64,16 +77,20 @@ def run(a) -> dict:
         out["bytes"] = os.path.getsize(corpus)
         jobs = []
         if a.lmplz:
-            jobs.append(("lmplz", 1, [a.lmplz, "-o", str(a.order), "-S", "1G", "--text",
-                                      corpus, "--arpa", os.path.join(d, "kenlm.arpa"),
-                                      "-T", d]))
+            jobs.append(("lmplz", 1, None, [a.lmplz, "-o", str(a.order), "-S", "1G", "--text",
+                                            corpus, "--arpa", os.path.join(d, "kenlm.arpa"),
+                                            "-T", d]))
+        one = dict(os.environ, OPENBLAS_NUM_THREADS="1")
         for p in a.ranks:
             cmd = [sys.executable, "-m", "minipar.ngram", "fit", corpus, "--order",
                    str(a.order), "--arpa", os.path.join(d, f"p{p}.arpa"), "--json", "--quiet"]
-            jobs.append(("minipar", p, ([_mpiexec(), "-n", str(p)] if p > 1 else []) + cmd))
-        for name, p, cmd in jobs:
-            runs = [timed(cmd) for _ in range(a.repeat)]
-            row = {"program": name, "ranks": p,
+            jobs.append(("minipar", p, None, ([_mpiexec(), "-n", str(p)] if p > 1 else []) + cmd))
+            if p == 1:  # the same, on one thread: the one-core baseline and the bound
+                jobs.append(("minipar", p, one, [*cmd[:-3], os.path.join(d, "t1.arpa"),
+                                                 *cmd[-2:]]))
+        for name, p, env, cmd in jobs:
+            runs = [timed(cmd, env) for _ in range(a.repeat)]
+            row = {"program": name, "ranks": p, "one_thread": env is not None,
                    "seconds": round(statistics.median(r["wall"] for r in runs), 3),
                    "peak_rss_mb": round(max(r["rss_mb"] for r in runs), 1)}
             if name == "minipar":
@@ -81,9 +98,11 @@ def run(a) -> dict:
                 row.update(tokens=res["tokens"], stages=res["stages"], peak_mb=res["peak_mb"])
                 row["tokens_per_s"] = round(res["tokens"] / row["seconds"])
             out["runs"].append(row)
-            print(f"  {name} on {p} rank{'s' if p > 1 else ''}: {row['seconds']:.2f} s, "
+            print(f"  {name} on {p} rank{'s' if p > 1 else ''}"
+                  f"{', one thread' if env else ''}: {row['seconds']:.2f} s, "
                   f"{row['peak_rss_mb']:.0f} MB", file=sys.stderr, flush=True)
         arpas = [os.path.join(d, f"p{p}.arpa") for p in a.ranks]
+        arpas += [os.path.join(d, "t1.arpa")] if 1 in a.ranks else []
         out["arpa_identical"] = all(filecmp.cmp(arpas[0], x, shallow=False) for x in arpas)
     return out
 
@@ -93,23 +112,51 @@ def _print(out) -> None:
           f"{out['repeat']}")
     rows = out["runs"]
     ref = next((r for r in rows if r["program"] == "lmplz"), None)
-    one = next((r for r in rows if r["program"] == "minipar" and r["ranks"] == 1), None)
+    one = next((r for r in rows if r["program"] == "minipar" and r["ranks"] == 1
+                and not r.get("one_thread")), None)
     print(f"{'program':<8} {'P':>2} {'wall s':>7} {'tokens/s':>9} {'RSS MB':>7} {'vs lmplz':>8} "
           f"{'vs P=1':>7}")
     for r in rows:
         vs_k = f"{r['seconds'] / ref['seconds']:.2f}x" if ref else "-"
         vs_1 = f"{one['seconds'] / r['seconds']:.2f}x" if one and r["program"] == "minipar" else "-"
         rate = f"{r['tokens_per_s']:,}" if "tokens_per_s" in r else "-"
-        print(f"{r['program']:<8} {r['ranks']:>2} {r['seconds']:7.2f} {rate:>9} "
+        print(f"{r['program']:<8} {_p(r):>2} {r['seconds']:7.2f} {rate:>9} "
               f"{r['peak_rss_mb']:7.0f} {vs_k:>8} {vs_1:>7}")
     mine = [r for r in rows if r["program"] == "minipar"]
     for what, key, fmt in (("seconds", "stages", "8.2f"),
                            ("peak RSS MB so far", "peak_mb", "8.0f")):
         print(f"rank 0, {what}, by stage:\n{'P':>2}  " + " ".join(f"{s:>8}" for s in STAGES))
         for r in mine:
-            print(f"{r['ranks']:>2}  " + " ".join(
+            print(f"{_p(r):>2}  " + " ".join(
                 format(r.get(key, {}).get(s, float("nan")), fmt) for s in STAGES))
     print(f"ARPA files of every rank count identical: {out['arpa_identical']}")
+    line = bound_line(rows, os.cpu_count() or 1)
+    if line:
+        print(line)
+
+
+def _p(r: dict) -> str:
+    return f"{r['ranks']}t" if r.get("one_thread") else str(r["ranks"])
+
+
+def bound_line(rows, cores: int) -> str | None:
+    """The bound of the module docstring for the largest P run, beside what it measured."""
+    mine = [r for r in rows if r["program"] == "minipar"]
+    t = next((r for r in mine if r["ranks"] == 1 and not r.get("one_thread")), None)
+    t1 = next((r for r in mine if r.get("one_thread")), None)
+    many = [r for r in mine if r["ranks"] > 1]
+    if not (t and t1 and many):
+        return None
+    s1 = sum(v for v in t1["stages"].values() if v == v)  # nan: a stage it does not have
+    parts = []
+    for r in many:
+        c = min(r["ranks"], cores)
+        bound = t["seconds"] / ((t1["seconds"] - s1) + s1 / c)
+        parts.append(f"{r['ranks']} ranks {t['seconds'] / r['seconds']:.2f}x (at most "
+                     f"{bound:.2f}x on {c} core{'s' if c > 1 else ''})")
+    return (f"over one process: {', '.join(parts)}; the bound: the one-thread run's stages "
+            f"({s1:.2f} s) split over the cores with nothing exchanged, its start-up "
+            f"({t1['seconds'] - s1:.2f} s) as it is")
 
 
 def _parse(argv):
