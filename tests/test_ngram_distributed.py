@@ -310,6 +310,7 @@ def test_bench_ngram_ranks_reports_stages_and_identical_files():
         assert set(r["stages"]) >= {"read", "vocab", "count", "adjust", "discount",
                                     "estimate", "write"}
         assert r["tokens_per_s"] > 0 and set(r["peak_mb"]) == set(r["stages"])
+        assert 0 < r["outside_s"] < r["seconds"]  # start-up and end, wall less the stages
     assert "exchange" in out["runs"][2]["stages"]
 
 
@@ -319,12 +320,12 @@ def test_bench_ngram_ranks_bound_splits_the_one_thread_runs_stages_over_the_core
             {"program": "minipar", "ranks": 1, "one_thread": False, "seconds": 4.0,
              "stages": {"read": 1.0, "write": 2.0}},
             {"program": "minipar", "ranks": 1, "one_thread": True, "seconds": 5.0,
-             "stages": {"read": 1.5, "exchange": float("nan"), "write": 3.0}},
+             "outside_s": 0.5, "stages": {"read": 1.5, "exchange": float("nan"), "write": 3.0}},
             {"program": "minipar", "ranks": 2, "one_thread": False, "seconds": 3.2,
              "stages": {}},
             {"program": "minipar", "ranks": 4, "one_thread": False, "seconds": 4.0,
              "stages": {}}]
-    # S1 = 4.5 s of stages, 0.5 s of start-up: 4.0 / (0.5 + 4.5 / 2) = 1.45 on 2 cores
+    # 0.5 s outside the stages, so 4.5 s in them: 4.0 / (0.5 + 4.5 / 2) = 1.45 on 2 cores
     assert bound_line(rows, cores=2) == (
         "over one process: 2 ranks 1.25x (at most 1.45x on 2 cores), 4 ranks 1.00x (at most "
         "1.45x on 2 cores); the bound: the one-thread run's stages (4.50 s) split over the "

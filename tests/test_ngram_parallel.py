@@ -99,7 +99,7 @@ def test_train_cli_model_equals_one_process(p, tokens, order, tmp_path):
     assert s["discounts"] == [list(d) for d in ref.discounts]
     assert "validation: ppl" in proc.stdout and "communication per rank" in proc.stdout
     if p == 2:
-        assert "(shuffle 2-grams) mpi alltoallv" in proc.stdout
+        assert "(shuffle windows) mpi alltoallv" in proc.stdout
         assert "(continuation 1-grams) mpi allreduce" in proc.stdout
         assert "(continuation 2-grams) mpi alltoallv" in proc.stdout
         assert "(query 2-grams) mpi alltoallv" in proc.stdout  # validation, sharded

@@ -1,6 +1,7 @@
-"""Counting in rounds (minipar.training.ngram_shuffle): a rank's sentences counted and sent
-a piece at a time add up to the counts of the whole, for any cut into pieces; and the ARPA
-file of P ranks counting in many uneven rounds is one process's, byte for byte."""
+"""Counting in rounds (minipar.training.ngram_shuffle): a rank's sentences sent as windows
+and counted a piece at a time add up to the counts of the whole, for any cut into pieces;
+and the ARPA file of P ranks counting in many uneven rounds is one process's, byte for
+byte."""
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
@@ -10,8 +11,9 @@ from mpiutil import run_mpi
 from minipar.comm.communicator import init
 from minipar.data.corpus import builtin_text
 from minipar.data.tokenize import normalize_text
-from minipar.models.ngram_counts import count_ngrams
-from minipar.training.ngram_shuffle import OwnedCounts, merge_sorted, shuffle_round
+from minipar.models.ngram_counts import count_ngrams, sentence_stream
+from minipar.training.ngram_shuffle import (OwnedCounts, merge_sorted, shuffle_windows,
+                                            window_starts)
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 EOS, BOS = 2, 1
@@ -40,8 +42,8 @@ def test_merge_sorted_is_the_union_with_counts_added(a, b):
 @given(st.lists(st.lists(st.integers(3, 9), min_size=0, max_size=9), min_size=1, max_size=14),
        st.lists(st.integers(0, 14), max_size=5), st.integers(1, 5))
 def test_rounds_add_up_to_the_counts_of_the_whole(sentences, cut_at, order):
-    """Any cut of the sentences into pieces, each counted and shuffled (one rank), gives
-    count_ngrams' rows, counts and parents of the whole stream. The stream comes out sorted,
+    """Any cut of the sentences into pieces, each sent as windows and counted (one rank),
+    gives count_ngrams' rows, counts and parents of the whole stream. The stream comes out sorted,
     whatever the cut, because the order-k table keeps its keys sorted as it grows."""
     comm = init()
     whole = count_ngrams(_stream(sentences), order, BOS, EOS)
@@ -50,8 +52,9 @@ def test_rounds_add_up_to_the_counts_of_the_whole(sentences, cut_at, order):
     cuts = np.array([0, V])
     bounds = sorted({0, len(sentences), *[min(c, len(sentences)) for c in cut_at]})
     for lo, hi in zip(bounds[:-1], bounds[1:]):
-        shuffle_round(comm, count_ngrams(_stream(sentences[lo:hi]), order, BOS, EOS), cuts,
-                      owned)
+        s = sentence_stream(_stream(sentences[lo:hi]), BOS, EOS)
+        if order > 1:
+            shuffle_windows(comm, s, *window_starts(s, EOS), cuts, owned)
     for k, (rows, counts, parents) in enumerate(owned.tables(), 2):
         assert np.array_equal(rows, whole.grams[k - 1]), k
         assert np.array_equal(counts, whole.counts[k - 1]), k

@@ -18,10 +18,10 @@ every P are byte for byte the same.
 One process runs twice: as it is (it formats the ARPA lines in as many threads as it has
 cores, ``threads.budget()``) and on one thread (``OPENBLAS_NUM_THREADS=1``, "1t"). The
 one-thread run gives the bound that every core's share of work sets on P ranks, with
-T = the one process's wall time, T1 and S1 = the one-thread run's wall time and the sum of
-its stages, c = min(P, cores):
+T = the one process's wall time, T1 = the one-thread run's, O = its time outside the
+stages (start-up and end: the median over its runs of wall less stages), c = min(P, cores):
 
-    speed-up of P ranks over one process <= T / ((T1 - S1) + S1 / c)
+    speed-up of P ranks over one process <= T / (O + (T1 - O) / c)
 
 (every stage of the one-thread run split perfectly over c cores, nothing exchanged, the
 start-up as one process's). One process already writes on every core, so writing cannot
@@ -94,7 +94,12 @@ def run(a) -> dict:
                    "seconds": round(statistics.median(r["wall"] for r in runs), 3),
                    "peak_rss_mb": round(max(r["rss_mb"] for r in runs), 1)}
             if name == "minipar":
-                res = json.loads(runs[-1]["out"].strip().splitlines()[-1])
+                res = [json.loads(r["out"].strip().splitlines()[-1]) for r in runs]
+                # outside the stages: start-up and end, each run's wall less its stages
+                row["outside_s"] = round(statistics.median(
+                    r["wall"] - sum(v for v in x["stages"].values() if v == v)
+                    for r, x in zip(runs, res)), 3)
+                res = res[-1]
                 row.update(tokens=res["tokens"], stages=res["stages"], peak_mb=res["peak_mb"])
                 row["tokens_per_s"] = round(res["tokens"] / row["seconds"])
             out["runs"].append(row)
@@ -147,16 +152,17 @@ def bound_line(rows, cores: int) -> str | None:
     many = [r for r in mine if r["ranks"] > 1]
     if not (t and t1 and many):
         return None
-    s1 = sum(v for v in t1["stages"].values() if v == v)  # nan: a stage it does not have
+    out = t1["outside_s"]  # start-up and end, a median over the runs as the wall time is
+    s1 = t1["seconds"] - out
     parts = []
     for r in many:
         c = min(r["ranks"], cores)
-        bound = t["seconds"] / ((t1["seconds"] - s1) + s1 / c)
+        bound = t["seconds"] / (out + s1 / c)
         parts.append(f"{r['ranks']} ranks {t['seconds'] / r['seconds']:.2f}x (at most "
                      f"{bound:.2f}x on {c} core{'s' if c > 1 else ''})")
     return (f"over one process: {', '.join(parts)}; the bound: the one-thread run's stages "
             f"({s1:.2f} s) split over the cores with nothing exchanged, its start-up "
-            f"({t1['seconds'] - s1:.2f} s) as it is")
+            f"({out:.2f} s) as it is")
 
 
 def _parse(argv):

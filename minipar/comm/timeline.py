@@ -69,7 +69,10 @@ def write_png(path, ranks, max_arrows: int = 400, width: float = 12.0) -> None:
     handles = [Patch(color=c, label=name) for name, c in seen_compute.items()]
     handles += [Patch(color=c, label=k if k != "coll" else "hand-written collective")
                 for k, c in COLORS.items()]
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    # about four legend rows fit an inch of the figure: more names go in more columns
+    rows = max(4, int(4 * (1.0 + 0.9 * n)))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8,
+              ncol=-(-len(handles) // rows))
     fig.tight_layout()
     tmp = f"{path}.tmp{os.getpid()}.png"
     fig.savefig(tmp, dpi=110)

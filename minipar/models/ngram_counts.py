@@ -39,7 +39,8 @@ import numpy as np
 from minipar.data.tokenize import BOS, EOS
 
 __all__ = ["NGramCounts", "sentence_stream", "count_ngrams", "merge_counts", "row_numbers",
-           "split_sentences", "encode_keys", "decode_keys", "sort_unique_rows"]
+           "split_sentences", "encode_keys", "decode_keys", "sort_unique_rows", "sort_perm",
+           "sorted_runs", "unique_inverse"]
 
 
 @dataclass
@@ -126,10 +127,10 @@ def count_ngrams(ids, order: int, bos: int = BOS, eos: int = EOS) -> NGramCounts
         key += s[pos + (k - 1)]
         # from k = 3 on, pos is in the order of the (k-1)-grams, so the keys are sorted but
         # for runs of equal prefixes: a stable sort (a merge of runs) is 3-5x faster there
-        perm = _sort_perm(key) if k == 2 else np.argsort(key, kind="stable")
+        perm = sort_perm(key) if k == 2 else np.argsort(key, kind="stable")
         sk = key[perm]
         del key
-        new, starts = _runs(sk)
+        new, starts = sorted_runs(sk)
         uniq, cnt = sk[starts], np.diff(np.append(starts, len(sk)))
         del sk, starts
         pos, room = pos[perm], room[perm]
@@ -153,7 +154,7 @@ def row_numbers(rows: np.ndarray, n: int) -> np.ndarray:
     return rows.astype(np.int32, copy=False) if n < 2**31 else rows
 
 
-def _sort_perm(key: np.ndarray) -> np.ndarray:
+def sort_perm(key: np.ndarray) -> np.ndarray:
     """A permutation that sorts ``key`` (>= 0) stably: (key << b) | position sorted by a plain
     sort when both fit in 63 bits (about twice as fast as an argsort here)."""
     n = len(key)
@@ -168,7 +169,7 @@ def _sort_perm(key: np.ndarray) -> np.ndarray:
     return packed
 
 
-def _runs(sk: np.ndarray):
+def sorted_runs(sk: np.ndarray):
     """(new, starts) of a sorted array: new[i] when sk[i] starts a run of equal values."""
     new = np.empty(len(sk), dtype=bool)
     new[:1] = True
@@ -178,13 +179,13 @@ def _runs(sk: np.ndarray):
 
 def unique_inverse(key: np.ndarray):
     """``np.unique(key, return_inverse=True, return_counts=True)`` for keys >= 0, faster
-    (``_sort_perm``'s plain sort of packed keys)."""
+    (``sort_perm``'s plain sort of packed keys)."""
     n = len(key)
     if n == 0 or int(key.min()) < 0:
         return np.unique(key, return_inverse=True, return_counts=True)
-    perm = _sort_perm(key)
+    perm = sort_perm(key)
     sk = key[perm]
-    new, starts = _runs(sk)
+    new, starts = sorted_runs(sk)
     inverse = np.empty(n, dtype=np.int64)
     inverse[perm] = np.cumsum(new) - 1
     return sk[starts], inverse, np.diff(np.append(starts, n))

@@ -1,16 +1,18 @@
 """An interpolated modified Kneser-Ney model estimated and written by P ranks, none holding
 it whole (``python -m minipar.ngram fit FILE --arpa M.arpa`` under mpiexec; docs/ngram.md).
 
-Ownership. Word ids are cut into P ranges (``choose_cuts``: equal shares of the distinct
-grams by first word); a gram of order k >= 2 belongs to the rank whose range holds its
+Ownership. Word ids are cut into P ranges (``choose_cuts``: equal shares of the gram
+start positions by first word); a gram of order k >= 2 belongs to the rank whose range holds its
 first word. Everything KN needs about a context c then sits with one rank: the grams c w
 all start with c's first word, and so does c itself. Unigrams are small (one entry per
 word) and every rank holds all of them, summed with ``allreduce``.
 
 Steps (each rank, its own grams; ``exchange`` is one ``alltoallv`` pair):
 
-    count      a piece of the rank's sentences (rounds of ``chunk_tokens``: ngram_shuffle.py)
-    shuffle    its counts of order k -> owner(first word); owners add them to their own
+    count      a piece of the rank's sentences (rounds of ``chunk_tokens``: ngram_shuffle.py):
+               its unigrams, and the window s[p .. p+N-1] of every gram start p
+    shuffle    each window -> owner(first word), which counts the grams that start its
+               windows, every order at once, and adds them to its own
     adjust     a(g) = N1+(. g): the distinct suffixes g of owned (k+1)-grams -> owner(g),
                which adds up the left extensions it receives (unigrams: an allreduce)
     discount   counts-of-counts t_{k,j} summed with one allreduce -> D1, D2, D3+
@@ -37,18 +39,18 @@ from minipar.core import threads
 from minipar.models.arpa_format import LinePool
 from minipar.models.kneser_ney import (discounts_from_t, kn_order, kn_unigrams, log10,
                                        top_backoffs)
-from minipar.models.ngram_counts import (count_ngrams, row_numbers, split_sentences,
+from minipar.models.ngram_counts import (row_numbers, sentence_stream, split_sentences,
                                          unique_inverse)
 from minipar.models.ngram_index import GramIndex
 from minipar.training.ngram_mapreduce import check_top_order, gather_counts
 from minipar.training.ngram_shuffle import (OwnedCounts, alltoallv_rows, block_positions,
                                             choose_cuts, pack_rows, range_owner,
-                                            shuffle_round)
+                                            shuffle_windows, window_starts)
 
 __all__ = ["estimate_kn", "counts_on_root", "CHUNK_TOKENS", "DistributedKN",
            "write_arpa_ranks"]
 
-CHUNK_TOKENS = 1 << 20  # a rank's tokens counted in one round (count_ngrams' temporaries)
+CHUNK_TOKENS = 1 << 20  # a rank's tokens counted in one round (its windows' temporaries)
 
 _CHUNK = 1 << 14  # lines formatted at once: their index arrays stay in the cache
 
@@ -72,15 +74,18 @@ def estimate_kn(comm, ids: np.ndarray, V: int, order: int, bos: int, eos: int,
     uni, tot, cuts = np.zeros(V, dtype=np.int64), np.zeros(2, np.int64), None
     for r in range(rounds):
         with comm.tracer.compute("count"):
-            piece = pieces[r] if r < len(pieces) else np.zeros(0, np.int64)
-            local = count_ngrams(piece, order, bos, eos)
-        tot += [local.sentences, local.tokens]
-        uni[local.grams[0][:, 0]] += local.counts[0]
+            s = sentence_stream(pieces[r] if r < len(pieces) else np.zeros(0, np.int64),
+                                bos, eos)
+            ends = int(np.count_nonzero(s == eos))
+            tot += [ends, len(s) - ends]
+            uni += np.bincount(s, minlength=V)
+            pos, room = window_starts(s, eos)
         stage("count")
         if cuts is None:
-            cuts = choose_cuts(comm, local, V)
-        shuffle_round(comm, local, cuts, owned_counts)
-        del local
+            cuts = choose_cuts(comm, s[pos], V)
+        if order > 1:
+            shuffle_windows(comm, s, pos, room, cuts, owned_counts)
+        del s, pos, room
         stage("exchange")
     del pieces
     with comm.phase("totals"):
@@ -119,6 +124,19 @@ class _Route:
 
     def __init__(self, comm, up, up_parents, prev, cuts, index, k: int):
         V, P = index.V, comm.size
+        with comm.tracer.compute("adjust"):
+            head, word, n_up = self._suffixes(up, up_parents, prev, cuts, V, P)
+        self.recv_n = comm.alltoall(self.send_n, np.empty(P, dtype=np.int64))
+        packed = pack_rows(self.order, head, word, n_up)
+        del head, word, n_up
+        self.order = row_numbers(self.order, len(self.order))
+        got = alltoallv_rows(comm, packed, self.send_n, self.recv_n, 3, np.int64)
+        del packed
+        with comm.tracer.compute("adjust"):
+            self._find(comm, got, prev, index, k, P)
+
+    def _suffixes(self, up, up_parents, prev, cuts, V: int, P: int):
+        """The distinct suffixes to send: (head, word, left extensions); sets the route."""
         # each array goes as soon as it is used: the top order's route is the run's peak
         if prev is None:  # k = 2: the suffix of x w2 w3 is the bigram w2 w3
             key = up[:, 1].astype(np.int64)
@@ -140,13 +158,10 @@ class _Route:
             self.dest, head = prev.dest[head], prev.pos[head]
         self.order, self.send_n, pos = block_positions(self.dest, P)
         self.pos = row_numbers(pos, len(pos))
-        del pos
-        self.recv_n = comm.alltoall(self.send_n, np.empty(P, dtype=np.int64))
-        packed = pack_rows(self.order, head, word, n_up)
-        del head, word, n_up
-        self.order = row_numbers(self.order, len(self.order))
-        got = alltoallv_rows(comm, packed, self.send_n, self.recv_n, 3, np.int64)
-        del packed
+        return head, word, n_up
+
+    def _find(self, comm, got, prev, index, k: int, P: int) -> None:
+        """The row of each received suffix in this rank's order-k table, and its count."""
         self.recv_off = np.cumsum(self.recv_n) - self.recv_n
         if prev is None:
             prefix = got[:, 0]
@@ -180,7 +195,8 @@ class DistributedKN:
         V, N = len(uni), len(owned) + 1
         self.V, self.order, self.cuts = V, N, cuts
         self.grams = [np.arange(V, dtype=np.int32)[:, None]] + [r for r, _, _ in owned]
-        self.index = index = GramIndex(self.grams, V, [None] + [p for _, _, p in owned])
+        with comm.tracer.compute("index"):
+            self.index = index = GramIndex(self.grams, V, [None] + [p for _, _, p in owned])
         a = [None] * N
         a[N - 1] = owned[-1][1] if N > 1 else uni.copy()
         routes = [None] * (N + 1)  # routes[k]: suffixes of the k-grams, k >= 3

@@ -3,16 +3,19 @@
 Ownership. Word ids are cut into P ranges (``choose_cuts``); a gram of order k >= 2 belongs
 to the rank whose range holds its first word.
 
-Rounds. A rank does not count its whole shard at once: ``split_sentences`` cuts it into
+Rounds. A rank does not send its whole shard at once: ``split_sentences`` cuts it into
 pieces of about ``chunk_tokens`` tokens (whole sentences), and every rank takes part in as
 many rounds as the rank with the most pieces (the others send nothing in their last ones).
-A round counts one piece (``count_ngrams``), sends its grams to their owners
-(``shuffle_round``) and adds what this rank receives to the counts it owns
-(``OwnedCounts``). Counting holds several arrays as long as its piece for a moment (int64
-keys and permutations, int32 positions and ranks), so the piece size, not the shard, bounds
-that peak; what stays is 16 bytes per distinct owned gram. Counts are sums, so the owned
-counts are the same integers for any cut into rounds, and everything estimated from them
-is the same to the bit.
+A round finds the piece's gram starts (``window_starts``: positions with at least two
+tokens of their sentence from there on), sends each start to the owner of its first word
+as its window s[p .. p+N-1] (``shuffle_windows``: N int32, -1 past the sentence's end), and
+the owner counts the grams that start its windows, every order at once, into the counts
+it owns (``count_windows``, ``OwnedCounts``). The k-grams of the text are exactly the
+first k words of the windows, so nothing is counted twice: the owner's sort is the only
+one. A round holds its windows and a few arrays as long as its piece, so the piece size,
+not the shard, bounds that peak; what stays is 16 bytes per distinct owned gram. Counts
+are sums, so the owned counts are the same integers for any cut into rounds, and
+everything estimated from them is the same to the bit.
 
 Merging a round. Order k is kept as sorted int64 keys ``parent * V + word`` (parent: the
 row of the gram's prefix in order k-1; for k = 2 the first word) and their counts. The
@@ -26,24 +29,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from minipar.models.ngram_counts import row_numbers, unique_inverse
+from minipar.models.ngram_counts import row_numbers, sort_perm, sorted_runs
 
 __all__ = ["choose_cuts", "range_owner", "alltoallv_rows", "block_positions", "OwnedCounts",
-           "shuffle_round", "merge_sorted", "pack_rows"]
-
-
-def choose_cuts(comm, local, V: int) -> np.ndarray:
-    """cuts (P + 1 ids, cuts[0] = 0, cuts[P] = V): rank r owns first words cuts[r] ..
-    cuts[r+1]-1, chosen so that each range starts about 1/P of the distinct local grams
-    (of the first round's pieces, which stand for the rest)."""
-    w = np.zeros(V, dtype=np.int64)
-    for rows in local.grams[1:]:
-        w += np.bincount(rows[:, 0], minlength=V)
-    with comm.phase("choose ranges"):
-        comm.allreduce(w)
-    cum = np.cumsum(w)
-    share = cum[-1] * np.arange(1, comm.size) / comm.size
-    return np.concatenate([[0], np.searchsorted(cum, share, side="right"), [V]]).astype(np.int64)
+           "window_starts", "shuffle_windows", "count_windows", "merge_sorted", "pack_rows"]
 
 
 def range_owner(first_words: np.ndarray, cuts: np.ndarray) -> np.ndarray:
@@ -136,39 +125,101 @@ class OwnedCounts:
         return out
 
 
-def shuffle_round(comm, local, cuts: np.ndarray, owned: OwnedCounts) -> None:
-    """One round's local counts of orders 2..N sent to their owners and added to
-    ``owned`` there. A k-gram travels as (its prefix's position in what this rank sent of
-    order k-1 in this round, its last word, its count): three numbers whatever k, and the
-    owner finds the prefix's row from that position, so merging is one sort of int64 keys
-    ``parent * V + word`` (``unique_inverse``), as in ``count_ngrams``. The local counts of
-    each order are dropped from ``local`` once sent."""
-    P, V = comm.size, owned.V
-    prev_pos = prev_inv = prev_off = None
+def window_starts(s: np.ndarray, eos: int):
+    """(positions p of the sentence stream ``s`` where a gram of order >= 2 starts, room[p]:
+    the tokens of p's sentence from p to its </s>, both int32 when they fit)."""
+    idx = np.int32 if len(s) < 2**31 else np.int64
+    ends = np.flatnonzero(s == eos)
+    room = np.repeat((ends + 1).astype(idx), np.diff(ends, prepend=-1))
+    room -= np.arange(len(s), dtype=idx)
+    pos = np.flatnonzero(room >= 2).astype(idx)
+    return pos, room[pos]
+
+
+def choose_cuts(comm, first_words: np.ndarray, V: int) -> np.ndarray:
+    """cuts (P + 1 ids, cuts[0] = 0, cuts[P] = V): rank r owns first words cuts[r] ..
+    cuts[r+1]-1, chosen so that each range holds about 1/P of the windows (gram start
+    positions) of the first round's pieces, which stand for the rest: an owner's counting
+    is a sort of its windows."""
+    w = np.bincount(first_words, minlength=V).astype(np.int64)
+    with comm.phase("choose ranges"):
+        comm.allreduce(w)
+    cum = np.cumsum(w)
+    share = cum[-1] * np.arange(1, comm.size) / comm.size
+    return np.concatenate([[0], np.searchsorted(cum, share, side="right"), [V]]).astype(np.int64)
+
+
+def shuffle_windows(comm, s: np.ndarray, pos: np.ndarray, room: np.ndarray, cuts: np.ndarray,
+                    owned: OwnedCounts) -> None:
+    """One round: every gram start p of this rank's piece goes to the owner of its first
+    word as its window s[p .. p+N-1] (N int32, -1 past its sentence's end), and the owner
+    counts its windows (``count_windows``) into ``owned``. A k-gram starting at p is the
+    first k words of p's window, so one exchange carries every order, N numbers a start.
+    The block for rank r is its windows' N columns one after the other: (N, n_r) int32."""
+    P, N = comm.size, owned.order
+    dest = range_owner(s[pos], cuts)
+    # a stable sort of small integers is a radix sort in NumPy: much faster than of int64
+    order = np.argsort(dest.astype(np.int16 if P < 2**15 else np.int64), kind="stable")
+    send_n = np.bincount(dest, minlength=P).astype(np.int64)
+    del dest
+    at, left, s32 = pos[order].astype(np.int64), room[order], s.astype(np.int32)
+    send = np.empty(N * len(at), dtype=np.int32)
+    ends = np.cumsum(send_n)
+    for r in range(P):  # rank r's block: column j of its windows is row j
+        lo, hi = int(ends[r] - send_n[r]), int(ends[r])
+        block = send[N * lo:N * hi].reshape(N, hi - lo)
+        for j in range(N):
+            col = block[j]
+            np.take(s32, np.minimum(at[lo:hi] + j, len(s) - 1), out=col)
+            col[left[lo:hi] <= j] = -1  # past the sentence
+    del at, left, s32
+    with comm.phase("shuffle windows"):
+        recv_n = comm.alltoall(send_n, np.empty(P, dtype=np.int64))
+        got = np.empty(N * int(recv_n.sum()), dtype=np.int32)
+        comm.alltoallv(send, send_n * N, got, recv_n * N)
+    del send
+    with comm.tracer.compute("merge"):
+        starts = N * (np.cumsum(recv_n) - recv_n)
+        blocks = [got[a:a + N * n].reshape(N, n) for a, n in zip(starts.tolist(),
+                                                                  recv_n.tolist())]
+        cols = [np.concatenate([b[j] for b in blocks]) for j in range(N)]
+        del got, blocks
+        count_windows(cols, owned)
+
+
+def count_windows(cols: list, owned: OwnedCounts) -> None:
+    """Add the grams that start the windows to ``owned``; ``cols[j]`` is the j-th word of
+    every window (int32, -1 past a sentence). Order by order as ``count_ngrams`` does: a
+    window's k-gram key is rank_(k-1) V + w_(k-1), rank_(k-1) its (k-1)-gram's row among
+    this round's distinct ones; the round's distinct keys, their parents moved to the
+    table's rows of order k-1 (``placed``), are merged into the table."""
+    V, n = owned.V, len(cols[0])
+    small = np.int32 if n < 2**31 else np.int64  # positions and ranks: 4 bytes do
+    idx = np.arange(n, dtype=small)
+    rank = cols[0]  # order 2's parent is the first word itself
     for k in range(2, owned.order + 1):
-        rows, cnt = local.grams[k - 1], local.counts[k - 1]
-        order, send_n, pos = block_positions(range_owner(rows[:, 0], cuts), P)
-        first = (rows[:, 0].astype(np.int64) if k == 2
-                 else prev_pos[local.parents[k - 1]])
-        packed = pack_rows(order, first, rows[:, -1], cnt)
-        local.grams[k - 1] = local.counts[k - 1] = None  # sent: memory back at once
-        del rows, cnt, first, order
-        with comm.phase(f"shuffle {k}-grams"):
-            recv_n = comm.alltoall(send_n, np.empty(P, dtype=np.int64))
-            got = alltoallv_rows(comm, packed, send_n, recv_n, 3, np.int64)
-        del packed
-        with comm.tracer.compute("merge"):
-            off = np.cumsum(recv_n) - recv_n
-            if k == 2:
-                parent = got[:, 0]
-            else:  # the prefix's row in this round's merge of k-1, then in the table
-                src = np.repeat(np.arange(P), recv_n)
-                parent = owned.placed[prev_inv[prev_off[src] + got[:, 0]]]
-            parent = parent.astype(np.int64)  # parent * V + word, in one array
-            parent *= V
-            parent += got[:, 1]
-            uniq, inv, _ = unique_inverse(parent)
-            merged = np.bincount(inv, weights=got[:, 2], minlength=len(uniq)).astype(np.int64)
-            del got, parent
-            owned.add(k, uniq, merged)
-        prev_pos, prev_inv, prev_off = pos, inv, off
+        word = cols[k - 1][idx]
+        if k > 2:
+            keep = word >= 0
+            idx, rank, word = idx[keep], rank[keep], word[keep]
+            del keep
+        key = rank.astype(np.int64)
+        del rank
+        key *= V
+        key += word
+        del word
+        # from k = 3 on, idx is in the order of the (k-1)-grams: a stable sort merges runs
+        perm = sort_perm(key) if k == 2 else np.argsort(key, kind="stable")
+        sk = key[perm]
+        del key
+        new, starts = sorted_runs(sk)
+        uniq, cnt = sk[starts], np.diff(np.append(starts, len(sk)))
+        del sk, starts
+        idx = idx[perm]
+        del perm
+        rank = np.cumsum(new, dtype=small)
+        rank -= 1
+        del new
+        if k > 2:  # parents: this round's rows of order k-1 -> the table's rows
+            uniq = owned.placed[uniq // V] * V + uniq % V
+        owned.add(k, uniq, cnt.astype(np.int64))
