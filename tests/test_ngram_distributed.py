@@ -322,15 +322,15 @@ def test_bench_ngram_ranks_bound_splits_the_one_thread_runs_stages_over_the_core
             {"program": "minipar", "ranks": 1, "one_thread": True, "seconds": 5.0,
              "outside_s": 0.5, "stages": {"read": 1.5, "exchange": float("nan"), "write": 3.0}},
             {"program": "minipar", "ranks": 2, "one_thread": False, "seconds": 3.2,
-             "stages": {}},
+             "outside_s": 0.6, "stages": {}},
             {"program": "minipar", "ranks": 4, "one_thread": False, "seconds": 4.0,
-             "stages": {}}]
-    # 0.5 s outside the stages, so 4.5 s in them: 4.0 / (0.5 + 4.5 / 2) = 1.45 on 2 cores
+             "outside_s": 0.75, "stages": {}}]
+    # 4.5 s in the one-thread run's stages; 2 ranks: 4.0 / (0.6 + 4.5 / 2) = 1.40 on 2 cores
     assert bound_line(rows, cores=2) == (
-        "over one process: 2 ranks 1.25x (at most 1.45x on 2 cores), 4 ranks 1.00x (at most "
-        "1.45x on 2 cores); the bound: the one-thread run's stages (4.50 s) split over the "
-        "cores with nothing exchanged, its start-up (0.50 s) as it is")
-    assert "4 ranks 1.00x (at most 2.46x on 4 cores)" in bound_line(rows, cores=8)  # 4 / 1.625
+        "over one process: 2 ranks 1.25x (at most 1.40x on 2 cores, start-up and end 0.60 s), "
+        "4 ranks 1.00x (at most 1.33x on 2 cores, start-up and end 0.75 s); the bound: the "
+        "one-thread run's stages (4.50 s) split over the cores with nothing exchanged")
+    assert "4 ranks 1.00x (at most 2.13x on 4 cores" in bound_line(rows, cores=8)  # 4 / 1.875
     assert bound_line(rows[:2], cores=2) is None  # no one-thread run: no bound
 
 

@@ -18,14 +18,15 @@ every P are byte for byte the same.
 One process runs twice: as it is (it formats the ARPA lines in as many threads as it has
 cores, ``threads.budget()``) and on one thread (``OPENBLAS_NUM_THREADS=1``, "1t"). The
 one-thread run gives the bound that every core's share of work sets on P ranks, with
-T = the one process's wall time, T1 = the one-thread run's, O = its time outside the
-stages (start-up and end: the median over its runs of wall less stages), c = min(P, cores):
+T = the one process's wall time, T1 = the one-thread run's, O1 = its time outside the
+stages and O_P = the P-rank run's (start-up and end: the median over the runs of wall less
+stages; under mpiexec it includes launching the ranks and MPI's start and end),
+c = min(P, cores):
 
-    speed-up of P ranks over one process <= T / (O + (T1 - O) / c)
+    speed-up of P ranks over one process <= T / (O_P + (T1 - O1) / c)
 
 (every stage of the one-thread run split perfectly over c cores, nothing exchanged, the
-start-up as one process's). One process already writes on every core, so writing cannot
-gain from ranks, and the bound is below c.
+start-up as the P ranks took it).
 """
 
 from __future__ import annotations
@@ -145,24 +146,23 @@ def _p(r: dict) -> str:
 
 
 def bound_line(rows, cores: int) -> str | None:
-    """The bound of the module docstring for the largest P run, beside what it measured."""
+    """The bound of the module docstring for each P run, beside what it measured."""
     mine = [r for r in rows if r["program"] == "minipar"]
     t = next((r for r in mine if r["ranks"] == 1 and not r.get("one_thread")), None)
     t1 = next((r for r in mine if r.get("one_thread")), None)
     many = [r for r in mine if r["ranks"] > 1]
     if not (t and t1 and many):
         return None
-    out = t1["outside_s"]  # start-up and end, a median over the runs as the wall time is
-    s1 = t1["seconds"] - out
+    s1 = t1["seconds"] - t1["outside_s"]  # the one-thread run's stages
     parts = []
     for r in many:
         c = min(r["ranks"], cores)
-        bound = t["seconds"] / (out + s1 / c)
+        bound = t["seconds"] / (r["outside_s"] + s1 / c)
         parts.append(f"{r['ranks']} ranks {t['seconds'] / r['seconds']:.2f}x (at most "
-                     f"{bound:.2f}x on {c} core{'s' if c > 1 else ''})")
+                     f"{bound:.2f}x on {c} core{'s' if c > 1 else ''}, start-up and end "
+                     f"{r['outside_s']:.2f} s)")
     return (f"over one process: {', '.join(parts)}; the bound: the one-thread run's stages "
-            f"({s1:.2f} s) split over the cores with nothing exchanged, its start-up "
-            f"({out:.2f} s) as it is")
+            f"({s1:.2f} s) split over the cores with nothing exchanged")
 
 
 def _parse(argv):
