@@ -40,7 +40,7 @@ from minipar.data.tokenize import BOS, EOS
 
 __all__ = ["NGramCounts", "sentence_stream", "count_ngrams", "merge_counts", "row_numbers",
            "split_sentences", "encode_keys", "decode_keys", "sort_unique_rows", "sort_perm",
-           "sorted_runs", "unique_inverse"]
+           "sorted_runs", "distinct_keys", "unique_inverse"]
 
 
 @dataclass
@@ -126,13 +126,9 @@ def count_ngrams(ids, order: int, bos: int = BOS, eos: int = EOS) -> NGramCounts
         key *= V
         key += s[pos + (k - 1)]
         # from k = 3 on, pos is in the order of the (k-1)-grams, so the keys are sorted but
-        # for runs of equal prefixes: a stable sort (a merge of runs) is 3-5x faster there
-        perm = sort_perm(key) if k == 2 else np.argsort(key, kind="stable")
-        sk = key[perm]
+        # for runs of equal prefixes
+        uniq, cnt, perm, new = distinct_keys(key, runs=k > 2)
         del key
-        new, starts = sorted_runs(sk)
-        uniq, cnt = sk[starts], np.diff(np.append(starts, len(sk)))
-        del sk, starts
         pos, room = pos[perm], room[perm]
         del perm
         rank = np.cumsum(new, dtype=idx)
@@ -167,6 +163,16 @@ def sort_perm(key: np.ndarray) -> np.ndarray:
     packed.sort()
     packed &= (1 << b) - 1
     return packed
+
+
+def distinct_keys(key: np.ndarray, runs: bool = False):
+    """(the distinct keys in order, the count of each, the permutation that sorts ``key``,
+    new: True where the sorted keys start a run). ``runs``: the keys are sorted but for
+    runs of equal prefixes, where a stable sort (a merge of runs) is 3-5x faster."""
+    perm = np.argsort(key, kind="stable") if runs else sort_perm(key)
+    sk = key[perm]
+    new, starts = sorted_runs(sk)
+    return sk[starts], np.diff(np.append(starts, len(sk))), perm, new
 
 
 def sorted_runs(sk: np.ndarray):

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minipar.models.ngram_counts import row_numbers, sort_perm, sorted_runs
+from minipar.models.ngram_counts import distinct_keys, row_numbers
 
 __all__ = ["choose_cuts", "range_owner", "alltoallv_rows", "block_positions", "OwnedCounts",
            "window_starts", "shuffle_windows", "count_windows", "merge_sorted", "pack_rows"]
@@ -208,13 +208,9 @@ def count_windows(cols: list, owned: OwnedCounts) -> None:
         key *= V
         key += word
         del word
-        # from k = 3 on, idx is in the order of the (k-1)-grams: a stable sort merges runs
-        perm = sort_perm(key) if k == 2 else np.argsort(key, kind="stable")
-        sk = key[perm]
+        # from k = 3 on, idx is in the order of the (k-1)-grams: sorted but for runs
+        uniq, cnt, perm, new = distinct_keys(key, runs=k > 2)
         del key
-        new, starts = sorted_runs(sk)
-        uniq, cnt = sk[starts], np.diff(np.append(starts, len(sk)))
-        del sk, starts
         idx = idx[perm]
         del perm
         rank = np.cumsum(new, dtype=small)
