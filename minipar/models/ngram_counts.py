@@ -39,8 +39,8 @@ import numpy as np
 from minipar.data.tokenize import BOS, EOS
 
 __all__ = ["NGramCounts", "sentence_stream", "count_ngrams", "merge_counts", "row_numbers",
-           "split_sentences", "encode_keys", "decode_keys", "sort_unique_rows", "sort_perm",
-           "sorted_runs", "distinct_keys", "unique_inverse"]
+           "split_sentences", "encode_keys", "decode_keys", "sort_unique_rows", "sort_order",
+           "distinct_sorted", "unique_inverse"]
 
 
 @dataclass
@@ -127,8 +127,11 @@ def count_ngrams(ids, order: int, bos: int = BOS, eos: int = EOS) -> NGramCounts
         key += s[pos + (k - 1)]
         # from k = 3 on, pos is in the order of the (k-1)-grams, so the keys are sorted but
         # for runs of equal prefixes
-        uniq, cnt, perm, new = distinct_keys(key, runs=k > 2)
+        perm = sort_order(key, runs=k > 2)
+        sk = key[perm]
         del key
+        uniq, cnt, new = distinct_sorted(sk)
+        del sk
         pos, room = pos[perm], room[perm]
         del perm
         rank = np.cumsum(new, dtype=idx)
@@ -150,7 +153,7 @@ def row_numbers(rows: np.ndarray, n: int) -> np.ndarray:
     return rows.astype(np.int32, copy=False) if n < 2**31 else rows
 
 
-def sort_perm(key: np.ndarray) -> np.ndarray:
+def _sort_perm(key: np.ndarray) -> np.ndarray:
     """A permutation that sorts ``key`` (>= 0) stably: (key << b) | position sorted by a plain
     sort when both fit in 63 bits (about twice as fast as an argsort here)."""
     n = len(key)
@@ -165,17 +168,19 @@ def sort_perm(key: np.ndarray) -> np.ndarray:
     return packed
 
 
-def distinct_keys(key: np.ndarray, runs: bool = False):
-    """(the distinct keys in order, the count of each, the permutation that sorts ``key``,
-    new: True where the sorted keys start a run). ``runs``: the keys are sorted but for
-    runs of equal prefixes, where a stable sort (a merge of runs) is 3-5x faster."""
-    perm = np.argsort(key, kind="stable") if runs else sort_perm(key)
-    sk = key[perm]
-    new, starts = sorted_runs(sk)
-    return sk[starts], np.diff(np.append(starts, len(sk))), perm, new
+def sort_order(key: np.ndarray, runs: bool = False) -> np.ndarray:
+    """The permutation that sorts ``key`` (>= 0) stably. ``runs``: the keys are sorted but
+    for runs of equal prefixes, where a stable sort (a merge of runs) is 3-5x faster."""
+    return np.argsort(key, kind="stable") if runs else _sort_perm(key)
 
 
-def sorted_runs(sk: np.ndarray):
+def distinct_sorted(sk: np.ndarray):
+    """(the distinct keys, the count of each, new: True where a run starts) of sorted keys."""
+    new, starts = _runs(sk)
+    return sk[starts], np.diff(np.append(starts, len(sk))), new
+
+
+def _runs(sk: np.ndarray):
     """(new, starts) of a sorted array: new[i] when sk[i] starts a run of equal values."""
     new = np.empty(len(sk), dtype=bool)
     new[:1] = True
@@ -185,13 +190,13 @@ def sorted_runs(sk: np.ndarray):
 
 def unique_inverse(key: np.ndarray):
     """``np.unique(key, return_inverse=True, return_counts=True)`` for keys >= 0, faster
-    (``sort_perm``'s plain sort of packed keys)."""
+    (``_sort_perm``'s plain sort of packed keys)."""
     n = len(key)
     if n == 0 or int(key.min()) < 0:
         return np.unique(key, return_inverse=True, return_counts=True)
-    perm = sort_perm(key)
+    perm = _sort_perm(key)
     sk = key[perm]
-    new, starts = sorted_runs(sk)
+    new, starts = _runs(sk)
     inverse = np.empty(n, dtype=np.int64)
     inverse[perm] = np.cumsum(new) - 1
     return sk[starts], inverse, np.diff(np.append(starts, n))

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minipar.models.ngram_counts import distinct_keys, row_numbers
+from minipar.models.ngram_counts import distinct_sorted, row_numbers, sort_order
 
 __all__ = ["choose_cuts", "range_owner", "alltoallv_rows", "block_positions", "OwnedCounts",
            "window_starts", "shuffle_windows", "count_windows", "merge_sorted", "pack_rows"]
@@ -209,8 +209,11 @@ def count_windows(cols: list, owned: OwnedCounts) -> None:
         key += word
         del word
         # from k = 3 on, idx is in the order of the (k-1)-grams: sorted but for runs
-        uniq, cnt, perm, new = distinct_keys(key, runs=k > 2)
+        perm = sort_order(key, runs=k > 2)
+        sk = key[perm]
         del key
+        uniq, cnt, new = distinct_sorted(sk)
+        del sk
         idx = idx[perm]
         del perm
         rank = np.cumsum(new, dtype=small)
