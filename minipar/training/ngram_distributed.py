@@ -2,8 +2,8 @@
 it whole (``python -m minipar.ngram fit FILE --arpa M.arpa`` under mpiexec; docs/ngram.md).
 
 Ownership. Word ids are cut into P ranges (``choose_cuts``: equal shares of the gram
-start positions by first word); a gram of order k >= 2 belongs to the rank whose range holds its
-first word. Everything KN needs about a context c then sits with one rank: the grams c w
+start positions by first word); a gram of order k >= 2 belongs to the rank whose range
+holds its first word. Everything KN needs about a context c then sits with one rank: the grams c w
 all start with c's first word, and so does c itself. Unigrams are small (one entry per
 word) and every rank holds all of them, summed with ``allreduce``.
 

@@ -41,7 +41,8 @@ def range_owner(first_words: np.ndarray, cuts: np.ndarray) -> np.ndarray:
 
 def block_positions(dest: np.ndarray, P: int):
     """(send order, counts per rank, position of each item within its rank's block)."""
-    order = np.argsort(dest, kind="stable")
+    # a stable sort of small integers is a radix sort in NumPy: much faster than of int64
+    order = np.argsort(dest.astype(np.int16 if P < 2**15 else np.int64), kind="stable")
     send_n = np.bincount(dest, minlength=P).astype(np.int64)
     pos = np.empty(len(dest), dtype=np.int64)
     pos[order] = np.arange(len(dest)) - np.repeat(np.cumsum(send_n) - send_n, send_n)
@@ -157,11 +158,7 @@ def shuffle_windows(comm, s: np.ndarray, pos: np.ndarray, room: np.ndarray, cuts
     first k words of p's window, so one exchange carries every order, N numbers a start.
     The block for rank r is its windows' N columns one after the other: (N, n_r) int32."""
     P, N = comm.size, owned.order
-    dest = range_owner(s[pos], cuts)
-    # a stable sort of small integers is a radix sort in NumPy: much faster than of int64
-    order = np.argsort(dest.astype(np.int16 if P < 2**15 else np.int64), kind="stable")
-    send_n = np.bincount(dest, minlength=P).astype(np.int64)
-    del dest
+    order, send_n, _ = block_positions(range_owner(s[pos], cuts), P)
     at, left, s32 = pos[order].astype(np.int64), room[order], s.astype(np.int32)
     send = np.empty(N * len(at), dtype=np.int32)
     ends = np.cumsum(send_n)
